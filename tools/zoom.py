@@ -1,0 +1,178 @@
+"""The temporal zoom tool: re-inspect a time window at higher per-frame resolution.
+
+The same visual-token budget that covered the whole video now covers only the window,
+so fewer frames each get more pixels (V'_res = L_v / N', docs/METHOD.md §2).
+
+Like verl's image-zoom tool and LangGraph's ToolNode, bad arguments from the model never
+raise: the result carries the error text, the model sees it and may try again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zoom_agent.config import Budget
+from zoom_agent.spans import clamp
+from zoom_agent.types import ClipRef, Span, VideoInfo
+
+if TYPE_CHECKING:
+    from langchain_core.tools import StructuredTool
+
+    from zoom_agent.video import VideoSource
+
+TOOL_NAME = "temporal_zoom"
+ALLOWED_ARGUMENTS = frozenset({"start", "end"})
+
+
+class ZoomArgs(BaseModel):
+    """Arguments of ``temporal_zoom`` as the model writes them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float = Field(description="start of the window to re-inspect, seconds from the video start")
+    end: float = Field(description="end of the window, seconds; must be greater than start")
+
+
+class ZoomResult(BaseModel):
+    """What one zoom call produced: text for the model, and a clip reference or an error."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str = Field(description="the tool message the model reads")
+    clip: ClipRef | None = Field(None, description="the zoomed clip (no pixels); None on error")
+    error: str | None = None
+    requested: dict[str, Any] = Field(default_factory=dict, description="the arguments as received")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def span(self) -> Span | None:
+        return None if self.clip is None else self.clip.span
+
+
+def _as_seconds(name: str, value: object) -> float | str:
+    """The value as finite seconds, or the error text for the model."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"'{name}' must be a number of seconds, got {value!r}"
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        return f"'{name}' must be a finite number of seconds, got {value!r}"
+    return seconds
+
+
+class TemporalZoom:
+    """Plans a zoomed view of one video under a visual-token budget.
+
+    Args:
+        source: the video (a `VideoSource`, or just its `VideoInfo`: the tool never decodes).
+        budget: the token budget the zoomed view may spend.
+        pad: seconds added on both sides of every request (their eval pads by 10 s).
+        min_seconds: shortest window; shorter valid requests are widened around their centre.
+
+    Example:
+        >>> from zoom_agent.types import VideoInfo
+        >>> info = VideoInfo(path="v.mp4", duration=60, fps=10, num_frames=600, width=640, height=480)
+        >>> TemporalZoom(info, Budget(visual_tokens=1024)).zoom(12, 18.5).text
+        'zoomed 12.0-18.5 s: 12 frames at 420x308'
+    """
+
+    def __init__(
+        self,
+        source: VideoSource | VideoInfo,
+        budget: Budget | None = None,
+        *,
+        pad: float = 0.0,
+        min_seconds: float = 1.0,
+    ) -> None:
+        self.info: VideoInfo = source if isinstance(source, VideoInfo) else source.info
+        self.budget = budget or Budget()
+        if pad < 0 or not math.isfinite(pad):
+            raise ValueError(f"pad must be a finite number of seconds >= 0, got {pad}")
+        self.pad = pad
+        self.min_seconds = min_seconds
+
+    def __call__(self, arguments: Mapping[str, Any]) -> ZoomResult:
+        """Run a tool call given as a JSON object (extra or missing keys are errors)."""
+        requested = dict(arguments) if isinstance(arguments, Mapping) else {"arguments": arguments}
+        if not isinstance(arguments, Mapping):
+            return self._error(f"arguments must be an object with 'start' and 'end', got {arguments!r}", {})
+        extra = sorted(set(arguments) - ALLOWED_ARGUMENTS)
+        missing = sorted(ALLOWED_ARGUMENTS - set(arguments))
+        if extra or missing:
+            parts = [f"unexpected keys {extra}" if extra else "", f"missing keys {missing}" if missing else ""]
+            return self._error(f"{TOOL_NAME} takes exactly 'start' and 'end': {', '.join(p for p in parts if p)}", requested)
+        return self.zoom(arguments["start"], arguments["end"])
+
+    def zoom(self, start: object, end: object, *, num_frames: int | None = None, pad: float | None = None) -> ZoomResult:
+        """Validate, clamp and plan the window ``[start, end]``.
+
+        Args:
+            start, end: seconds as the model wrote them (anything: it is validated here).
+            num_frames: frames for the zoomed view (default: the budget's rule, capped at
+                ``budget.zoom_max_frames``).
+            pad: seconds to widen both sides by (default: the tool's ``pad``).
+
+        Returns:
+            A `ZoomResult`; on a bad request ``error`` says what was wrong and ``clip`` is None.
+        """
+        requested = {"start": start, "end": end}
+        s, e = _as_seconds("start", start), _as_seconds("end", end)
+        for checked in (s, e):
+            if isinstance(checked, str):
+                return self._error(checked, requested)
+        assert isinstance(s, float) and isinstance(e, float)
+        duration = self.info.duration
+        if s > e:
+            return self._error(f"start ({s:g} s) must not be after end ({e:g} s)", requested)
+        if s == e:
+            return self._error(f"the window {s:g}-{e:g} s has zero length; give a window that contains the event", requested)
+        if e <= 0 or s >= duration:
+            return self._error(f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested)
+        if num_frames is not None and not (isinstance(num_frames, int) and 1 <= num_frames <= self.budget.zoom_max_frames):
+            return self._error(f"num_frames must be an integer in 1..{self.budget.zoom_max_frames}, got {num_frames!r}", requested)
+        span = self._window(s, e, self.pad if pad is None else pad)
+        from zoom_agent.video import plan_clip  # floor 2; imported lazily to keep the tool importable light
+
+        clip = plan_clip(self.info, span, self.budget, max_frames=num_frames, role="zoom")
+        note = "" if (s, e) == span.as_tuple() else f" (requested {s:g}-{e:g} s)"
+        text = f"zoomed {span.start:.1f}-{span.end:.1f} s: {clip.num_frames} frames at {clip.width}x{clip.height}{note}"
+        return ZoomResult(text=text, clip=clip, requested=requested)
+
+    def _window(self, s: float, e: float, pad: float) -> Span:
+        duration = self.info.duration
+        span = clamp((s - pad, e + pad), duration)
+        if span.length < self.min_seconds:  # too short to hold 2 frames at the budget's fps
+            centre = (span.start + span.end) / 2
+            half = min(self.min_seconds, duration) / 2
+            lo = min(max(centre - half, 0.0), duration - 2 * half)
+            span = Span(start=lo, end=lo + 2 * half)
+        return span
+
+    def _error(self, message: str, requested: dict[str, Any]) -> ZoomResult:
+        text = f"{TOOL_NAME} error: {message}. The video lasts {self.info.duration:.1f} s."
+        return ZoomResult(text=text, error=message, requested=requested)
+
+    def as_langchain_tool(self) -> StructuredTool:
+        """This tool for any LangGraph/LangChain app: content = text, artifact = `ZoomResult`."""
+        from langchain_core.tools import StructuredTool
+
+        def _run(start: float, end: float) -> tuple[str, ZoomResult]:
+            result = self.zoom(start, end)
+            return result.text, result
+
+        return StructuredTool.from_function(
+            func=_run,
+            name=TOOL_NAME,
+            description=(
+                "Re-inspect the time window [start, end] (seconds) of the video at higher "
+                "per-frame resolution. Use it on the span that holds the evidence."
+            ),
+            args_schema=ZoomArgs,
+            response_format="content_and_artifact",
+        )

@@ -1,0 +1,65 @@
+"""Typed configuration. Every default number names its source.
+
+Sources: "paper" = arXiv 2512.14273; "their code" = the authors' EasyR1/verl fork;
+"qwen-vl-utils" = Qwen's reference video loader; "ours" = this project's choice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Family = Literal["qwen2_5_vl", "qwen3_vl"]
+
+# One visual token = one (patch * merge)^2 pixel square per temporal patch of frames.
+_PATCH = {"qwen2_5_vl": 28, "qwen3_vl": 32}  # 14*2 and 16*2
+
+
+class Budget(BaseModel):
+    """The visual-token budget L_v and the rules that turn it into frames and pixels.
+
+    ``plan_clip`` spends it as V_res = L_v / N (docs/METHOD.md §2): per-frame pixels =
+    clamp(temporal_patch * L_v * patch^2 / N, min_pixels, max_pixels), capped at the
+    source's native size.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    visual_tokens: int = Field(8192, gt=0, description="L_v; their code: 8192 GVQA, 16384 long video")
+    patch: int = Field(28, gt=0, description="pixels per token side after merge: 28 Qwen2.5-VL, 32 Qwen3-VL")
+    temporal_patch: int = Field(2, gt=0, description="frames per temporal token (Qwen-VL: 2)")
+    min_pixels: int = Field(
+        int(1.05 * 16 * 28 * 28), gt=0, description="per-frame floor; their code: 1.05 * 16 * 28^2"
+    )
+    max_pixels: int = Field(768 * 28 * 28, gt=0, description="per-frame ceiling; their code: 768 * 28^2")
+    fps: float = Field(2.0, gt=0, description="sampling rate of a view; qwen-vl-utils FPS = 2")
+    min_frames: int = Field(4, gt=0, description="qwen-vl-utils FPS_MIN_FRAMES = 4")
+    max_frames: int = Field(768, gt=0, description="coarse cap; qwen-vl-utils FPS_MAX_FRAMES = 768")
+    zoom_max_frames: int = Field(256, gt=0, description="zoomed-view cap; their eval: 256")
+
+    @model_validator(mode="after")
+    def _check(self) -> Budget:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+        if self.min_frames > self.max_frames:
+            raise ValueError(f"min_frames {self.min_frames} > max_frames {self.max_frames}")
+        return self
+
+    @classmethod
+    def for_family(cls, family: Family, **overrides: object) -> Budget:
+        """The defaults with the patch size (and pixel bounds) of a model family."""
+        p = _PATCH[family]
+        base: dict[str, object] = {
+            "patch": p,
+            "min_pixels": int(1.05 * 16 * p * p),
+            "max_pixels": 768 * p * p,
+        }
+        base.update(overrides)
+        return cls.model_validate(base)
+
+    def scaled(self, fraction: float) -> Budget:
+        """A copy holding ``fraction`` of the visual tokens (to split zoom vs global context)."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
+        return self.model_copy(update={"visual_tokens": max(1, int(self.visual_tokens * fraction))})

@@ -1,0 +1,81 @@
+"""The one protocol every model backend implements (DESIGN.md §3).
+
+A request is a conversation of turns. A turn's ``content`` is an ordered tuple of parts:
+plain text, or a `ClipRef` (a clip of frames, materialised by the backend at call time
+from the shared video cache). Tool turns carry text only: the frames a tool produced
+travel in the user turn that follows it (vLLM drops images inside ``role: tool``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zoom_agent.types import ClipRef
+
+Role = Literal["system", "user", "assistant", "tool"]
+Part = str | ClipRef
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Turn(_Frozen):
+    role: Role
+    content: tuple[Part, ...] = ()
+    name: str | None = Field(None, description="tool name, for role='tool'")
+
+    @property
+    def text(self) -> str:
+        """The turn's text parts joined (clips left out)."""
+        return "".join(p for p in self.content if isinstance(p, str))
+
+    @property
+    def clips(self) -> tuple[ClipRef, ...]:
+        return tuple(p for p in self.content if isinstance(p, ClipRef))
+
+
+class Sampling(_Frozen):
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, gt=0, description="their code: 512 response tokens")
+    n: int = Field(1, gt=0, description="completions per request (G in GRPO)")
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class VLMRequest(_Frozen):
+    turns: tuple[Turn, ...] = Field(min_length=1)
+    sampling: Sampling = Sampling()
+    want_logprobs: bool = Field(True, description="ask for per-token logprobs and token ids")
+
+
+class Completion(_Frozen):
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = Field(None, description="logprob of each sampled token")
+    finish_reason: str | None = None
+
+
+class VLMResponse(_Frozen):
+    completions: tuple[Completion, ...] = Field(min_length=1)
+    prompt_token_ids: tuple[int, ...] | None = None
+    model: str = ""
+    latency_s: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.completions[0].text
+
+
+@runtime_checkable
+class VLM(Protocol):
+    """A video-language model: one async call from a conversation to completions."""
+
+    async def generate(self, request: VLMRequest) -> VLMResponse: ...
+
+
+class ModelError(RuntimeError):
+    """A backend failed to produce a response (after its own retries, if any)."""

@@ -1,0 +1,131 @@
+"""Value types shared by every floor of the project.
+
+Times are seconds from the start of the video. Everything here is a frozen pydantic
+model, so values can travel through LangGraph state, JSONL result files and
+checkpoints unchanged. Pixels never live in these types: a `ClipRef` names frames
+(path, frame indices, target size), and the video engine materialises them on demand.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+OPTION_LETTERS = string.ascii_uppercase
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Span(_Frozen):
+    """A closed time interval ``[start, end]`` in seconds (finite, ``start <= end``)."""
+
+    start: float
+    end: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Span:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise ValueError(f"span bounds must be finite numbers, got ({self.start}, {self.end})")
+        if self.start > self.end:
+            raise ValueError(f"span start must be <= end, got ({self.start}, {self.end})")
+        return self
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.start, self.end)
+
+    def __str__(self) -> str:
+        return f"{self.start:.1f}-{self.end:.1f} s"
+
+
+class VideoInfo(_Frozen):
+    """Container metadata of one video file, read without decoding it."""
+
+    path: str
+    duration: float = Field(gt=0, description="seconds, num_frames / fps")
+    fps: float = Field(gt=0)
+    num_frames: int = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+    @property
+    def whole(self) -> Span:
+        return Span(start=0.0, end=self.duration)
+
+
+class ClipRef(_Frozen):
+    """A planned clip: which source frames, at which size, costing how many visual tokens.
+
+    This is what `video.plan_clip` returns, what the zoom tool hands to the graph and
+    what the graph state keeps. It carries no pixels; `VideoSource.read_clip` decodes it.
+    """
+
+    path: str
+    span: Span = Field(description="the requested time window (clamped to the video)")
+    frame_indices: tuple[int, ...] = Field(min_length=1)
+    timestamps: tuple[float, ...] = Field(description="frame_index / fps for each frame, seconds")
+    fps: float = Field(gt=0, description="the source video's frame rate")
+    num_source_frames: int = Field(gt=0, description="frame count of the whole source video")
+    width: int = Field(gt=0, description="target width after resizing, a multiple of the patch")
+    height: int = Field(gt=0, description="target height after resizing, a multiple of the patch")
+    visual_tokens: int = Field(ge=0, description="tokens this clip costs the model")
+    role: Literal["coarse", "zoom", "context"] = "coarse"
+
+    @model_validator(mode="after")
+    def _check(self) -> ClipRef:
+        if len(self.timestamps) != len(self.frame_indices):
+            raise ValueError("timestamps and frame_indices must have the same length")
+        return self
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_indices)
+
+    def describe(self) -> str:
+        """One line for prompts and logs, e.g. ``12.0-18.5 s: 16 frames at 448x252``."""
+        return f"{self.span}: {self.num_frames} frames at {self.width}x{self.height}"
+
+
+class Question(_Frozen):
+    """One grounded video question, as loaded from a benchmark or asked by a user."""
+
+    id: str
+    video: str = Field(description="path of the video file")
+    question: str
+    options: tuple[str, ...] | None = None
+    answer: int | None = Field(default=None, description="index of the correct option")
+    gt_spans: tuple[Span, ...] = ()
+    duration: float | None = None
+    qtype: str | None = None
+    task: str | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not 1 <= len(v) <= len(OPTION_LETTERS):
+            raise ValueError(f"a question needs 1..26 options, got {len(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_answer(self) -> Question:
+        if self.answer is not None:
+            n = len(self.options or ())
+            if not 0 <= self.answer < n:
+                raise ValueError(f"answer index {self.answer} is outside the {n} options")
+        return self
+
+    @property
+    def answer_letter(self) -> str | None:
+        return None if self.answer is None else OPTION_LETTERS[self.answer]
+
+    @property
+    def letters(self) -> str:
+        return OPTION_LETTERS[: len(self.options or ())]
