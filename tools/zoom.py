@@ -101,15 +101,24 @@ class TemporalZoom:
         """Run a tool call given as a JSON object (extra or missing keys are errors)."""
         requested = dict(arguments) if isinstance(arguments, Mapping) else {"arguments": arguments}
         if not isinstance(arguments, Mapping):
-            return self._error(f"arguments must be an object with 'start' and 'end', got {arguments!r}", {})
+            return self.error_result(
+                f"arguments must be an object with 'start' and 'end', got {arguments!r}", {}
+            )
         extra = sorted(set(arguments) - ALLOWED_ARGUMENTS)
         missing = sorted(ALLOWED_ARGUMENTS - set(arguments))
         if extra or missing:
-            parts = [f"unexpected keys {extra}" if extra else "", f"missing keys {missing}" if missing else ""]
-            return self._error(f"{TOOL_NAME} takes exactly 'start' and 'end': {', '.join(p for p in parts if p)}", requested)
+            parts = [
+                f"unexpected keys {extra}" if extra else "",
+                f"missing keys {missing}" if missing else "",
+            ]
+            return self.error_result(
+                f"{TOOL_NAME} takes exactly 'start' and 'end': {', '.join(p for p in parts if p)}", requested
+            )
         return self.zoom(arguments["start"], arguments["end"])
 
-    def zoom(self, start: object, end: object, *, num_frames: int | None = None, pad: float | None = None) -> ZoomResult:
+    def zoom(
+        self, start: object, end: object, *, num_frames: int | None = None, pad: float | None = None
+    ) -> ZoomResult:
         """Validate, clamp and plan the window ``[start, end]``.
 
         Args:
@@ -125,23 +134,32 @@ class TemporalZoom:
         s, e = _as_seconds("start", start), _as_seconds("end", end)
         for checked in (s, e):
             if isinstance(checked, str):
-                return self._error(checked, requested)
+                return self.error_result(checked, requested)
         assert isinstance(s, float) and isinstance(e, float)
         duration = self.info.duration
         if s > e:
-            return self._error(f"start ({s:g} s) must not be after end ({e:g} s)", requested)
+            return self.error_result(f"start ({s:g} s) must not be after end ({e:g} s)", requested)
         if s == e:
-            return self._error(f"the window {s:g}-{e:g} s has zero length; give a window that contains the event", requested)
+            return self.error_result(
+                f"the window {s:g}-{e:g} s has zero length; give a window that contains the event", requested
+            )
         if e <= 0 or s >= duration:
-            return self._error(f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested)
-        if num_frames is not None and not (isinstance(num_frames, int) and 1 <= num_frames <= self.budget.zoom_max_frames):
-            return self._error(f"num_frames must be an integer in 1..{self.budget.zoom_max_frames}, got {num_frames!r}", requested)
+            return self.error_result(
+                f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested
+            )
+        if num_frames is not None and not (
+            isinstance(num_frames, int) and 1 <= num_frames <= self.budget.zoom_max_frames
+        ):
+            return self.error_result(
+                f"num_frames must be an integer in 1..{self.budget.zoom_max_frames}, got {num_frames!r}",
+                requested,
+            )
         span = self._window(s, e, self.pad if pad is None else pad)
         from zoom_agent.video import plan_clip  # floor 2; imported lazily to keep the tool importable light
 
         clip = plan_clip(self.info, span, self.budget, max_frames=num_frames, role="zoom")
         note = "" if (s, e) == span.as_tuple() else f" (requested {s:g}-{e:g} s)"
-        text = f"zoomed {span.start:.1f}-{span.end:.1f} s: {clip.num_frames} frames at {clip.width}x{clip.height}{note}"
+        text = f"zoomed {clip.describe()}{note}"
         return ZoomResult(text=text, clip=clip, requested=requested)
 
     def _window(self, s: float, e: float, pad: float) -> Span:
@@ -154,7 +172,8 @@ class TemporalZoom:
             span = Span(start=lo, end=lo + 2 * half)
         return span
 
-    def _error(self, message: str, requested: dict[str, Any]) -> ZoomResult:
+    def error_result(self, message: str, requested: dict[str, Any]) -> ZoomResult:
+        """A failed call: the text tells the model what was wrong and how long the video is."""
         text = f"{TOOL_NAME} error: {message}. The video lasts {self.info.duration:.1f} s."
         return ZoomResult(text=text, error=message, requested=requested)
 

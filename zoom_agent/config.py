@@ -63,3 +63,37 @@ class Budget(BaseModel):
         if not 0 < fraction <= 1:
             raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
         return self.model_copy(update={"visual_tokens": max(1, int(self.visual_tokens * fraction))})
+
+
+class AgentConfig(BaseModel):
+    """How the zoom agent runs one question."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dialect: Literal["tool", "zoomzero"] = Field(
+        "tool", description="'tool': Hermes <tool_call> zoom (ours); 'zoomzero': the paper's one-shot layout"
+    )
+    budget: Budget = Field(default_factory=Budget, description="visual-token budget of every view")
+    max_zoom_rounds: int = Field(
+        2, ge=0, description="zoom turns before the model must answer (ours; paper: 1)"
+    )
+    max_parallel_zooms: int = Field(4, ge=1, description="zoom calls honoured in one turn (ours)")
+    zoom_pad: float = Field(0.0, ge=0, description="seconds added around each zoom window; their eval: 10")
+    min_zoom_seconds: float = Field(1.0, gt=0, description="shorter windows are widened (ours)")
+    global_context: bool = Field(
+        False, description="add low-res frames of the whole video to zoomed turns (ours)"
+    )
+    context_share: float = Field(0.25, gt=0, lt=1, description="budget share of the global context (ours)")
+    context_frames: int = Field(8, ge=2, description="frames of the global context (ours)")
+    format_retries: int = Field(
+        1, ge=0, description="re-asks with a format reminder after an unparsable turn"
+    )
+    temperature: float = Field(0.0, ge=0, description="0 = greedy (evaluation); 1.0 for GRPO rollouts")
+    max_tokens: int = Field(512, gt=0, description="response tokens per turn; their code: 512")
+    arbitrate: bool = Field(True, description="coarse vs fine by answer/span confidence (paper §2)")
+
+    @property
+    def recursion_limit(self) -> int:
+        """LangGraph steps one question can take (its default of 10,007 would hide loops)."""
+        turns = 1 + self.max_zoom_rounds + (self.max_zoom_rounds + 1) * self.format_retries
+        return 4 * turns + 8

@@ -129,3 +129,58 @@ class Question(_Frozen):
     @property
     def letters(self) -> str:
         return OPTION_LETTERS[: len(self.options or ())]
+
+
+class ZoomTrace(_Frozen):
+    """One zoom call: what the model asked for and what it got."""
+
+    round: int = Field(ge=1)
+    call: int = Field(0, ge=0, description="position of the call within its turn")
+    requested: dict[str, object]
+    text: str = Field(description="the tool result the model read")
+    clip: ClipRef | None = None
+    error: str | None = None
+
+
+class TurnTrace(_Frozen):
+    """One model turn, as the model wrote it, with its cost."""
+
+    round: int = Field(ge=0, description="0 = coarse view; k = after the k-th zoom round")
+    text: str
+    clips: tuple[ClipRef, ...] = Field((), description="the clips the model saw in the user turn before")
+    answer: str | None = None
+    spans: tuple[Span, ...] = ()
+    answer_confidence: float | None = None
+    span_confidence: float | None = None
+    format_ok: bool = False
+    tool_calls: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float = 0.0
+
+
+class GroundedAnswer(_Frozen):
+    """The agent's result for one question: the answer, its evidence spans, and the trace."""
+
+    question_id: str
+    status: Literal["answered", "unanswered", "error"]
+    answer: str | None = Field(None, description="option letter, or None when unanswered")
+    answer_index: int | None = None
+    answer_text: str | None = None
+    spans: tuple[Span, ...] = ()
+    answer_confidence: float | None = None
+    span_confidence: float | None = None
+    chosen_round: int | None = Field(None, description="round whose answer won the arbitration")
+    rounds: int = Field(0, description="zoom rounds taken")
+    turns: tuple[TurnTrace, ...] = ()
+    zooms: tuple[ZoomTrace, ...] = ()
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(t.prompt_tokens or 0 for t in self.turns)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens or 0 for t in self.turns)

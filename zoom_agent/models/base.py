@@ -56,6 +56,9 @@ class Completion(_Frozen):
     text: str
     token_ids: tuple[int, ...] | None = None
     logprobs: tuple[float, ...] | None = Field(None, description="logprob of each sampled token")
+    token_offsets: tuple[tuple[int, int], ...] | None = Field(
+        None, description="[start, end) character range of each token in `text` (for confidences)"
+    )
     finish_reason: str | None = None
 
 

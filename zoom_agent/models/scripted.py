@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Union
 
 from zoom_agent.models.base import Completion, ModelError, VLMRequest, VLMResponse
 
 Reply = str | Completion
-Script = Union[Iterable[Reply], Callable[[VLMRequest], Reply | Awaitable[Reply]]]
+Script = Iterable[Reply] | Callable[[VLMRequest], Reply | Awaitable[Reply]]
 
 
 class ScriptedVLM:

@@ -1,0 +1,60 @@
+"""The coarse-to-fine zoom graph (DESIGN.md §2).
+
+```
+prepare -> model -> (zoom x k, in parallel) -> observe -> model -> ... -> finalize
+                 \\-> retry (format reminder) -> model
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from zoom_agent.graphs import nodes
+from zoom_agent.graphs.state import ZoomContext, ZoomState
+
+
+def build_zoom_graph(*, checkpointer: Any = None) -> Any:
+    """Build and compile the zoom agent's state machine.
+
+    Args:
+        checkpointer: an optional LangGraph checkpointer (e.g. ``InMemorySaver`` or
+            ``AsyncSqliteSaver``) so a thread can be resumed.
+
+    Returns:
+        A compiled graph. Run it with ``context=ZoomContext(model, config)`` and an input
+        ``{"question": Question}`` (optionally ``"info": VideoInfo`` to skip opening the
+        video); the output's ``"result"`` is a `GroundedAnswer`.
+
+    Example:
+        >>> from zoom_agent.models.scripted import ScriptedVLM
+        >>> graph = build_zoom_graph()
+        >>> sorted(graph.get_graph().nodes)  # doctest: +NORMALIZE_WHITESPACE
+        ['__end__', '__start__', 'finalize', 'model', 'observe', 'prepare', 'retry', 'zoom']
+    """
+    graph = StateGraph(ZoomState, context_schema=ZoomContext)
+    graph.add_node("prepare", nodes.prepare)
+    graph.add_node("model", nodes.call_model)
+    graph.add_node("zoom", nodes.zoom)
+    graph.add_node("observe", nodes.observe)
+    graph.add_node("retry", _passthrough)
+    graph.add_node("finalize", nodes.finalize)
+    graph.add_edge(START, "prepare")
+    graph.add_conditional_edges("prepare", _after_prepare, ["model", "finalize"])
+    graph.add_conditional_edges("model", nodes.route_after_model, ["zoom", "retry", "finalize"])
+    graph.add_edge("zoom", "observe")
+    graph.add_edge("observe", "model")
+    graph.add_edge("retry", "model")
+    graph.add_edge("finalize", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _after_prepare(state: ZoomState) -> str:
+    return "finalize" if state.get("error") else "model"
+
+
+def _passthrough(state: ZoomState) -> dict[str, Any]:
+    # The reminder turn was already written by the model node; this node only marks the
+    # retry in the stream and the trace.
+    return {}

@@ -1,0 +1,245 @@
+"""Graph logic with a scripted model: zoom, clamping, round cap, parallel zoom, retries,
+arbitration, both dialects, errors, checkpoints, streaming and batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from zoom_agent.agent import ZoomAgent
+from zoom_agent.config import AgentConfig, Budget
+from zoom_agent.models.base import Completion, ModelError, VLMRequest
+from zoom_agent.models.scripted import ScriptedVLM
+from zoom_agent.types import ClipRef, Question, VideoInfo
+
+INFO = VideoInfo(path="/videos/long.mp4", duration=60.0, fps=10.0, num_frames=600, width=640, height=480)
+QUESTION = Question(
+    id="q1",
+    video=INFO.path,
+    question="What colour is the square?",
+    options=("red", "green", "blue", "yellow"),
+)
+CONFIG = AgentConfig(budget=Budget(visual_tokens=1024))
+
+
+def zoom_call(start: object, end: object, name: str = "temporal_zoom") -> str:
+    args = json.dumps({"name": name, "arguments": {"start": start, "end": end}})
+    think = f"<think>The square shows up near <time>({start}, {end})</time>.</think>"
+    return f"{think}\n<tool_call>{args}</tool_call>"
+
+
+def answer(letter: str, spans: str = "[(12.5, 17.0)]") -> str:
+    return f"<think>Now I can see it.</think>\n<answer>{letter}</answer>\n<glue>{spans}</glue>"
+
+
+def run(model: ScriptedVLM, config: AgentConfig = CONFIG, question: Question = QUESTION, **kw):
+    agent = ZoomAgent(model, config, **kw)
+    return agent, asyncio.run(agent.arun(question, info=INFO))
+
+
+def test_zoom_then_answer_carries_frames_in_a_user_turn():
+    model = ScriptedVLM([zoom_call(12, 18), answer("B")])
+    _, result = run(model)
+    assert result.status == "answered" and result.answer == "B" and result.answer_text == "green"
+    assert [s.as_tuple() for s in result.spans] == [(12.5, 17.0)]
+    assert result.rounds == 1 and len(result.zooms) == 1
+    zoom = result.zooms[0]
+    assert zoom.error is None and zoom.clip is not None and zoom.clip.span.as_tuple() == (12.0, 18.0)
+    fine = model.requests[1].turns
+    assert [t.role for t in fine[-3:]] == ["assistant", "tool", "user"]
+    assert fine[-2].clips == () and "zoomed 12.0-18.0 s" in fine[-2].text
+    (clip,) = fine[-1].clips
+    assert clip.role == "zoom" and "12.0" in fine[-1].text and "18.0" in fine[-1].text
+    coarse = model.requests[0].turns[1].clips[0]
+    # same budget, shorter span: fewer frames, each with more pixels
+    assert clip.num_frames < coarse.num_frames and clip.width * clip.height > coarse.width * coarse.height
+    assert result.turns[1].clips == (clip,)
+
+
+def test_out_of_range_zoom_is_clamped_and_bad_arguments_come_back_as_text():
+    model = ScriptedVLM([zoom_call(-5, 1000), zoom_call("soon", 3), answer("A")])
+    _, result = run(model)
+    first, second = result.zooms
+    assert first.clip is not None and first.clip.span.as_tuple() == (0.0, 60.0)
+    assert second.clip is None and "'start' must be a number" in (second.error or "")
+    tool_turn = model.requests[2].turns[-2]
+    assert tool_turn.role == "tool" and "must be a number" in tool_turn.text
+    assert result.status == "answered" and result.rounds == 2
+
+
+def test_round_cap_then_reminder_then_unanswered():
+    model = ScriptedVLM(lambda req: zoom_call(1, 5))
+    _, result = run(
+        model, AgentConfig(budget=Budget(visual_tokens=1024), max_zoom_rounds=2, format_retries=1)
+    )
+    assert len(model.requests) == 4  # coarse, two zoom rounds, one reminder
+    assert "no zoom rounds left" in model.requests[3].turns[-1].text
+    assert result.status == "unanswered" and result.answer is None and result.rounds == 2
+
+
+def test_parallel_zoom_calls_run_in_one_round():
+    two = zoom_call(5, 10) + "\n" + zoom_call(30, 40)[zoom_call(30, 40).index("<tool_call>") :]
+    model = ScriptedVLM([two, answer("C", "[(5.0, 9.0), (31.0, 35.0)]")])
+    _, result = run(model)
+    assert result.rounds == 1 and [z.call for z in result.zooms] == [0, 1]
+    assert [z.clip.span.as_tuple() for z in result.zooms if z.clip] == [(5.0, 10.0), (30.0, 40.0)]
+    turns = model.requests[1].turns
+    assert [t.role for t in turns[-4:]] == ["assistant", "tool", "tool", "user"]
+    assert len(turns[-1].clips) == 2
+    assert len(result.spans) == 2
+
+
+def test_unknown_tool_and_broken_json_are_errors_the_model_sees():
+    broken = '<tool_call>{"name": "temporal_zoom", "arguments": {"start": 1,</tool_call>'
+    model = ScriptedVLM([zoom_call(1, 2, name="crop"), broken, answer("D")])
+    _, result = run(model)
+    assert "unknown tool" in (result.zooms[0].error or "")
+    assert result.zooms[1].error and result.zooms[1].clip is None
+    assert result.answer == "D"
+
+
+def test_unparsable_turn_is_retried_once_then_unanswered():
+    model = ScriptedVLM(["I think it is green.", answer("B")])
+    _, result = run(model)
+    assert result.answer == "B" and len(model.requests) == 2
+    assert model.requests[1].turns[-1].role == "user"
+
+    model = ScriptedVLM(["no idea", "still no idea"])
+    _, result = run(model)
+    assert result.status == "unanswered" and result.answer is None and len(result.turns) == 2
+
+
+def test_answer_letter_outside_the_options_is_not_accepted():
+    model = ScriptedVLM([answer("E"), answer("E")])
+    _, result = run(model)
+    assert result.status == "unanswered"
+
+
+def _with_confidence(text: str, letter_logprob: float, span_logprob: float) -> Completion:
+    """A completion whose only tokens are one per character, with chosen logprobs."""
+    letter_at = text.index("<answer>") + len("<answer>")
+    glue_from, glue_to = text.index("<glue>"), text.index("</glue>") + len("</glue>")
+    logprobs = []
+    for i in range(len(text)):
+        logprobs.append(
+            letter_logprob if i == letter_at else span_logprob if glue_from <= i < glue_to else 0.0
+        )
+    offsets = tuple((i, i + 1) for i in range(len(text)))
+    return Completion(
+        text=text, token_ids=tuple(range(len(text))), logprobs=tuple(logprobs), token_offsets=offsets
+    )
+
+
+@pytest.mark.parametrize(
+    ("coarse_lp", "fine_lp", "expected_answer", "expected_spans"),
+    [(-0.1, -2.0, "A", (10.0, 20.0)), (-2.0, -0.1, "B", (12.0, 14.0))],
+)
+def test_zoomzero_arbitrates_coarse_and_fine_by_confidence(
+    coarse_lp, fine_lp, expected_answer, expected_spans
+):
+    coarse = _with_confidence(
+        "<think>around <time>(10.0, 20.0)</time></think>\n<answer>A</answer>\n<glue>[(10.0, 20.0)]</glue>",
+        coarse_lp,
+        -0.5,
+    )
+    fine = _with_confidence(
+        "<think>seen</think>\n<answer>B</answer>\n<glue>[(12.0, 14.0)]</glue>", fine_lp, -0.5
+    )
+    model = ScriptedVLM([coarse, fine])
+    config = AgentConfig(dialect="zoomzero", budget=Budget(visual_tokens=1024), zoom_pad=2.0)
+    _, result = run(model, config)
+    assert len(model.requests) == 2 and result.rounds == 1
+    assert result.zooms[0].clip is not None and result.zooms[0].clip.span.as_tuple() == (8.0, 22.0)  # padded
+    assert result.answer == expected_answer and result.spans[0].as_tuple() == expected_spans
+    assert result.answer_confidence == pytest.approx(
+        min(1.0, 2.718281828 ** max(coarse_lp, fine_lp)), rel=1e-6
+    )
+
+
+def test_model_failure_and_bad_video_become_error_results():
+    def boom(request: VLMRequest) -> str:
+        raise ModelError("server gone")
+
+    _, result = run(ScriptedVLM(boom))
+    assert result.status == "error" and "server gone" in (result.error or "")
+
+    agent = ZoomAgent(ScriptedVLM([answer("A")]), CONFIG)
+    missing = QUESTION.model_copy(update={"video": "/nonexistent/video.mp4"})
+    result = asyncio.run(agent.arun(missing))
+    assert result.status == "error" and "/nonexistent/video.mp4" in (result.error or "")
+
+
+def test_global_context_adds_a_low_res_whole_video_clip():
+    model = ScriptedVLM([zoom_call(12, 18), answer("B")])
+    config = AgentConfig(budget=Budget(visual_tokens=1024), global_context=True, context_frames=4)
+    run(model, config)
+    clips = model.requests[1].turns[-1].clips
+    assert [c.role for c in clips] == ["context", "zoom"]
+    context, zoomed = clips
+    assert context.span.as_tuple() == (0.0, 60.0) and context.num_frames == 4
+    assert context.visual_tokens + zoomed.visual_tokens <= 1024 + 64  # one budget, split
+
+
+def test_stream_yields_node_updates_in_order():
+    agent = ZoomAgent(ScriptedVLM([zoom_call(12, 18), answer("B")]), CONFIG)
+
+    async def collect() -> list[str]:
+        return [node async for node, _ in agent.astream(QUESTION.model_copy(update={"video": INFO.path}))]
+
+    # astream opens the video, so give the graph the metadata through a patched input
+    agent._input = lambda q, info: {"question": q, "info": INFO}  # type: ignore[method-assign]
+    assert asyncio.run(collect()) == ["prepare", "model", "zoom", "observe", "model", "finalize"]
+
+
+def test_abatch_runs_sixteen_questions_concurrently_and_keeps_order():
+    def reply(request: VLMRequest) -> str:
+        # answer with the letter encoded in the question id, after one zoom
+        qid = request.turns[1].text.split("#")[-1][0]
+        return answer(qid) if any(t.role == "tool" for t in request.turns) else zoom_call(1, 3)
+
+    model = ScriptedVLM(reply, latency=0.05)
+    agent = ZoomAgent(model, CONFIG)
+    agent._input = lambda q, info: {"question": q, "info": INFO}  # type: ignore[method-assign]
+    questions = [
+        QUESTION.model_copy(update={"id": f"q{i}", "question": f"Which one? #{'ABCD'[i % 4]}"})
+        for i in range(16)
+    ]
+    import time
+
+    t0 = time.perf_counter()
+    results = asyncio.run(agent.abatch(questions, concurrency=16))
+    elapsed = time.perf_counter() - t0
+    assert [r.question_id for r in results] == [q.id for q in questions]
+    assert [r.answer for r in results] == ["ABCD"[i % 4] for i in range(16)]
+    assert elapsed < 16 * 2 * 0.05  # concurrent, not one after another
+
+
+def test_thread_resumes_from_a_sqlite_checkpoint(tmp_path):
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class Crash(BaseException):
+        """Escapes the graph's error handling, like a killed process."""
+
+    calls = {"n": 0}
+
+    def flaky(request: VLMRequest) -> str:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash()
+        return zoom_call(12, 18) if calls["n"] == 1 else answer("B")
+
+    async def scenario() -> tuple[object, list[ClipRef]]:
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
+            agent = ZoomAgent(ScriptedVLM(flaky), CONFIG, checkpointer=saver)
+            with pytest.raises(Crash):
+                await agent.arun(QUESTION, info=INFO, thread_id="t1")
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
+            agent = ZoomAgent(ScriptedVLM(flaky), CONFIG, checkpointer=saver)
+            result = await agent.resume("t1")
+            return result, [z.clip for z in result.zooms if z.clip]
+
+    result, clips = asyncio.run(scenario())
+    assert result.answer == "B" and calls["n"] == 3  # the zoom was not redone; one more model call
+    assert len(clips) == 1

@@ -1,0 +1,156 @@
+"""`ZoomAgent`: the facade an application embeds.
+
+    agent = ZoomAgent("./tiny-model")                    # or any VLM, e.g. ScriptedVLM
+    result = agent.ask("clip.mp4", "What colour is the square?", ["red", "green", "blue"])
+    print(result.answer, result.spans)
+
+Every call runs the same LangGraph state machine that evaluation and training use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from zoom_agent.config import AgentConfig
+from zoom_agent.models.base import VLM
+from zoom_agent.types import GroundedAnswer, Question, VideoInfo
+
+
+class ZoomAgent:
+    """Answers questions about videos by grounding, zooming in, and answering with evidence.
+
+    Args:
+        model: a `VLM`, or a spec `zoom_agent.models.load_model` understands (a local
+            model directory for transformers, ``oracle[:NOISE]`` for pipeline checks).
+        config: how the agent runs (dialect, budget, zoom rounds, ...).
+        checkpointer: optional LangGraph checkpointer, so a ``thread_id`` can be resumed.
+    """
+
+    def __init__(
+        self, model: VLM | str | Path, config: AgentConfig | None = None, *, checkpointer: Any = None
+    ):
+        from zoom_agent.graphs import build_zoom_graph
+        from zoom_agent.models import load_model
+
+        self.model: VLM = load_model(model)
+        self.config = config or AgentConfig()
+        self.checkpointer = checkpointer
+        self.graph = build_zoom_graph(checkpointer=checkpointer)
+
+    # -- one question -----------------------------------------------------------------
+    async def arun(
+        self, question: Question, *, info: VideoInfo | None = None, thread_id: str | None = None
+    ) -> GroundedAnswer:
+        """Run one `Question` through the graph. Never raises for a bad video or model
+        failure: those come back as ``status="error"`` with the reason."""
+        try:
+            final = await self.graph.ainvoke(self._input(question, info), **self._run_kwargs(thread_id))
+            return final["result"]
+        except Exception as exc:  # the graph's own nodes record errors; this is the last guard
+            return GroundedAnswer(
+                question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}"
+            )
+
+    async def resume(self, thread_id: str) -> GroundedAnswer:
+        """Continue an interrupted run from its last checkpoint (needs a checkpointer)."""
+        if self.checkpointer is None:
+            raise ValueError("resume needs an agent built with a checkpointer")
+        final = await self.graph.ainvoke(None, **self._run_kwargs(thread_id))
+        return final["result"]
+
+    async def aask(
+        self, video: str | Path, question: str, options: Sequence[str] | None = None, **kwargs: Any
+    ) -> GroundedAnswer:
+        """Ask one question about a video (async)."""
+        return await self.arun(make_question(video, question, options), **kwargs)
+
+    def ask(
+        self, video: str | Path, question: str, options: Sequence[str] | None = None, **kwargs: Any
+    ) -> GroundedAnswer:
+        """Ask one question about a video (blocking; do not call from a running event loop)."""
+        return asyncio.run(self.aask(video, question, options, **kwargs))
+
+    async def astream(
+        self, question: Question, *, thread_id: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(node, update)`` as each node of the graph finishes."""
+        async for chunk in self.graph.astream(
+            self._input(question, None), stream_mode="updates", **self._run_kwargs(thread_id)
+        ):
+            for node, update in chunk.items():
+                yield node, update or {}
+
+    def stream(
+        self, video: str | Path, question: str, options: Sequence[str] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Blocking version of `astream` for scripts: yields node updates as they happen."""
+        q = make_question(video, question, options)
+        return _iterate_in_thread(lambda: self.astream(q))
+
+    # -- many questions ---------------------------------------------------------------
+    async def abatch(self, questions: Iterable[Question], *, concurrency: int = 8) -> list[GroundedAnswer]:
+        """Answer many questions at once, at most ``concurrency`` in flight; results in input
+        order; one failing item gives an error result and never stops the others."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(q: Question) -> GroundedAnswer:
+            async with gate:
+                return await self.arun(q)
+
+        return list(await asyncio.gather(*(one(q) for q in questions)))
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _input(self, question: Question, info: VideoInfo | None) -> dict[str, Any]:
+        return {"question": question, **({"info": info} if info is not None else {})}
+
+    def _run_kwargs(self, thread_id: str | None) -> dict[str, Any]:
+        from zoom_agent.graphs import ZoomContext
+
+        config: dict[str, Any] = {"recursion_limit": self.config.recursion_limit}
+        if thread_id is not None:
+            config["configurable"] = {"thread_id": thread_id}
+        elif self.checkpointer is not None:
+            raise ValueError("an agent with a checkpointer needs a thread_id for every run")
+        return {"config": config, "context": ZoomContext(model=self.model, config=self.config)}
+
+
+def make_question(video: str | Path, question: str, options: Sequence[str] | None = None) -> Question:
+    """A `Question` for an ad-hoc ask, with a stable id derived from its content."""
+    opts = tuple(options) if options else None
+    digest = hashlib.sha1(f"{video}\0{question}\0{opts}".encode()).hexdigest()[:12]
+    return Question(id=f"q-{digest}", video=str(video), question=question, options=opts)
+
+
+def _iterate_in_thread(make: Any) -> Iterator[Any]:
+    """Drive an async iterator on a private event loop thread; yield its items here."""
+    import queue
+
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in make():
+                items.put(("item", item))
+        except BaseException as exc:
+            items.put(("error", exc))
+        finally:
+            items.put(("done", None))
+
+    thread = threading.Thread(target=lambda: asyncio.run(pump()), daemon=True)
+    thread.start()
+    while True:
+        kind, value = items.get()
+        if kind == "item":
+            yield value
+        elif kind == "error":
+            raise value
+        else:
+            break
+    thread.join()
