@@ -12,68 +12,66 @@ import time
 from typing import Any
 
 from langgraph.runtime import Runtime
-from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
-from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
-from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom
 
 from zoom_agent import protocol
 from zoom_agent.config import AgentConfig
+from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
+from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
 from zoom_agent.spans import merge
-from zoom_agent.types import GroundedAnswer, Span, TurnTrace, VideoInfo, ZoomTrace
+from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom
+from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace, VideoInfo, ZoomTrace
 from zoom_agent.video import open_video, plan_clip
 
 
-def _rounds_allowed(config: AgentConfig) -> int:
-    # The paper's one-shot layout zooms once: its fine turn repeats the same glue layout.
-    return min(config.max_zoom_rounds, 1) if config.dialect == "zoomzero" else config.max_zoom_rounds
-
-
 async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
-    """Open the video (metadata only), plan the coarse view, write the first turns."""
+    """Open the video (metadata only), choose the strategy, write the coarse turns."""
     config, question = runtime.context.config, state["question"]
     started = time.perf_counter()
     try:
         info = state.get("info") or await asyncio.to_thread(lambda: open_video(question.video).info)
     except Exception as exc:  # a bad video is this item's failure, not the batch's
         return {"error": f"{type(exc).__name__}: {exc}", "next": "finalize", "started": started}
+    base = {"info": info, "round": 0, "retries": 0, "started": started, "error": None}
+    if config.resolved_strategy(info.duration) == "divide_and_conquer":
+        return base | {"next": "chunks"}
     coarse = plan_clip(info, info.whole, config.budget, role="coarse")
-    system = protocol.system_prompt(config.dialect, max_zoom_rounds=_rounds_allowed(config))
+    system = protocol.system_prompt(config.dialect, max_zoom_rounds=config.zoom_rounds())
     user = (
         protocol.clip_caption(coarse),
         coarse,
         protocol.question_prompt(question.question, question.options, dialect=config.dialect),
     )
-    return {
-        "info": info,
-        "coarse": coarse,
-        "turns": [Turn(role="system", content=(system,)), Turn(role="user", content=user)],
-        "round": 0,
-        "retries": 0,
-        "started": started,
-        "error": None,
-    }
+    turns = [Turn(role="system", content=(system,)), Turn(role="user", content=user)]
+    return base | {"coarse": coarse, "turns": turns, "next": "model"}
 
 
-async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
-    """One model turn: generate, parse, record, and decide what comes next."""
-    ctx, question = runtime.context, state["question"]
+def route_after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Any:
+    """To the coarse model turn, to the per-chunk passes (`Send`), or straight to finalize."""
+    from zoom_agent.graphs.divide import chunk_tasks
+
+    return chunk_tasks(state, runtime.context.config) if state["next"] == "chunks" else state["next"]
+
+
+async def ask_model(
+    ctx: ZoomContext, question: Question, turns: list[Turn], round_: int
+) -> tuple[str, protocol.Parsed, TurnTrace]:
+    """One model call on a conversation: generate, parse, and record the turn.
+
+    Raises whatever the backend raises; callers turn it into an error result.
+    """
     config = ctx.config
     request = VLMRequest(
-        turns=tuple(state["turns"]),
-        sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens),
+        turns=tuple(turns), sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
     )
     t0 = time.perf_counter()
-    try:
-        response = await ctx.model.generate(request)
-    except Exception as exc:
-        return {"error": f"model failed: {type(exc).__name__}: {exc}", "next": "finalize"}
+    response = await ctx.model.generate(request)
     completion = response.completions[0]
     parsed = protocol.parse(completion.text, config.dialect, letters=question.letters or "ABCDE")
     trace = TurnTrace(
-        round=state.get("round", 0),
+        round=round_,
         text=completion.text,
-        clips=state["turns"][-1].clips if state["turns"][-1].role == "user" else (),
+        clips=turns[-1].clips if turns[-1].role == "user" else (),
         answer=parsed.answer,
         spans=_spans(parsed.spans),
         answer_confidence=answer_confidence(completion, parsed),
@@ -84,8 +82,19 @@ async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[st
         completion_tokens=len(completion.token_ids) if completion.token_ids else None,
         latency_s=time.perf_counter() - t0,
     )
-    update: dict[str, Any] = {"turns": [Turn(role="assistant", content=(completion.text,))], "trace": [trace]}
-    return update | _decide(state, config, parsed)
+    return completion.text, parsed, trace
+
+
+async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
+    """One model turn of the conversation, then decide what comes next."""
+    try:
+        text, parsed, trace = await ask_model(
+            runtime.context, state["question"], state["turns"], state.get("round", 0)
+        )
+    except Exception as exc:
+        return {"error": f"model failed: {type(exc).__name__}: {exc}", "next": "finalize"}
+    update: dict[str, Any] = {"turns": [Turn(role="assistant", content=(text,))], "trace": [trace]}
+    return update | _decide(state, runtime.context.config, parsed)
 
 
 def _spans(pairs: list[tuple[float, float]]) -> tuple[Span, ...]:
@@ -94,7 +103,7 @@ def _spans(pairs: list[tuple[float, float]]) -> tuple[Span, ...]:
 
 def _decide(state: ZoomState, config: AgentConfig, parsed: protocol.Parsed) -> dict[str, Any]:
     """Route: zoom (calls pending), finalize (answered), or retry (re-ask with a reminder)."""
-    rounds_left = _rounds_allowed(config) - state.get("round", 0)
+    rounds_left = config.zoom_rounds() - state.get("round", 0)
     calls = _zoom_calls(parsed, config)
     if calls and rounds_left > 0:
         return {"next": "zoom", "pending": calls[: config.max_parallel_zooms]}
@@ -169,7 +178,7 @@ async def observe(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
     if content and config.global_context:
         context = _context_clip(state["info"], config)
         content = [protocol.clip_caption(context), context, *content]
-    left = _rounds_allowed(config) - round_
+    left = config.zoom_rounds() - round_
     content.append(protocol.follow_up_prompt(config.dialect, rounds_left=left))
     turns.append(Turn(role="user", content=tuple(content)))
     return {"turns": turns, "round": round_}
@@ -182,35 +191,41 @@ def _context_clip(info: VideoInfo, config: AgentConfig) -> Any:
 
 async def finalize(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     """Arbitrate coarse vs fine and build the `GroundedAnswer`."""
-    config, question = runtime.context.config, state["question"]
-    trace, zooms = state.get("trace", []), state.get("zooms", [])
-    elapsed = time.perf_counter() - state.get("started", time.perf_counter())
+    candidates = state.get("candidates") or state.get("trace", [])
+    return {"result": build_result(state, runtime.context.config, candidates=candidates)}
+
+
+def build_result(state: ZoomState, config: AgentConfig, *, candidates: list[TurnTrace]) -> GroundedAnswer:
+    """The final answer from the candidate turns (first = coarse, last = fine), with the trace.
+
+    Without a valid answer the result is "unanswered", never a guessed letter.
+    """
+    question = state["question"]
+    zooms = state.get("zooms", [])
     common: dict[str, Any] = {
         "question_id": question.id,
         "rounds": state.get("round", 0),
-        "turns": tuple(trace),
+        "turns": tuple(state.get("trace", [])),
         "zooms": tuple(zooms),
-        "elapsed_s": elapsed,
+        "elapsed_s": time.perf_counter() - state.get("started", time.perf_counter()),
     }
     if state.get("error"):
-        return {"result": GroundedAnswer(status="error", error=state["error"], **common)}
-    chosen = arbitrate(trace, use_confidence=config.arbitrate)
+        return GroundedAnswer(status="error", error=state["error"], **common)
+    chosen = arbitrate(candidates, use_confidence=config.arbitrate)
     if chosen is None:
-        return {"result": GroundedAnswer(status="unanswered", error="no valid answer in any turn", **common)}
+        return GroundedAnswer(status="unanswered", error="no valid answer in any turn", **common)
     answer_turn, span_turn = chosen
     letter = answer_turn.answer
     assert letter is not None
     index = question.letters.find(letter) if question.options else -1
-    spans = span_turn.spans or tuple(z.clip.span for z in zooms if z.clip is not None)
-    result = GroundedAnswer(
+    return GroundedAnswer(
         status="answered",
         answer=letter,
         answer_index=index if index >= 0 else None,
         answer_text=question.options[index] if question.options and index >= 0 else None,
-        spans=spans,
+        spans=span_turn.spans or tuple(z.clip.span for z in zooms if z.clip is not None),
         answer_confidence=answer_turn.answer_confidence,
         span_confidence=span_turn.span_confidence,
         chosen_round=answer_turn.round,
         **common,
     )
-    return {"result": result}

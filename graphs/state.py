@@ -14,7 +14,7 @@ from zoom_agent.config import AgentConfig
 from zoom_agent.models.base import VLM, Turn
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, TurnTrace, VideoInfo, ZoomTrace
 
-Next = Literal["zoom", "retry", "finalize"]
+Next = Literal["model", "chunks", "zoom", "retry", "finalize"]
 
 
 class ZoomState(TypedDict, total=False):
@@ -23,6 +23,7 @@ class ZoomState(TypedDict, total=False):
     coarse: ClipRef
     turns: Annotated[list[Turn], operator.add]  # the conversation the model sees
     trace: Annotated[list[TurnTrace], operator.add]  # one entry per model turn
+    candidates: list[TurnTrace]  # divide and conquer: [best chunk turn, fine turn] to arbitrate
     zooms: Annotated[list[ZoomTrace], operator.add]  # one entry per zoom call
     round: int  # zoom rounds taken so far
     retries: int  # format reminders sent so far

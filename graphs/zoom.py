@@ -2,7 +2,8 @@
 
 ```
 prepare -> model -> (zoom x k, in parallel) -> observe -> model -> ... -> finalize
-                 \\-> retry (format reminder) -> model
+        |        `-> retry (format reminder) -> model
+        `-> (chunk x n, in parallel) -> fine -> finalize        divide and conquer (long videos)
 ```
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from zoom_agent.graphs import nodes
+
+from zoom_agent.graphs import divide, nodes
 from zoom_agent.graphs.state import ZoomContext, ZoomState
 
 
@@ -31,7 +33,7 @@ def build_zoom_graph(*, checkpointer: Any = None) -> Any:
         >>> from zoom_agent.models.scripted import ScriptedVLM
         >>> graph = build_zoom_graph()
         >>> sorted(graph.get_graph().nodes)  # doctest: +NORMALIZE_WHITESPACE
-        ['__end__', '__start__', 'finalize', 'model', 'observe', 'prepare', 'retry', 'zoom']
+        ['__end__', '__start__', 'chunk', 'finalize', 'fine', 'model', 'observe', 'prepare', 'retry', 'zoom']
     """
     graph = StateGraph(ZoomState, context_schema=ZoomContext)
     graph.add_node("prepare", nodes.prepare)
@@ -41,17 +43,17 @@ def build_zoom_graph(*, checkpointer: Any = None) -> Any:
     graph.add_node("retry", _passthrough)
     graph.add_node("finalize", nodes.finalize)
     graph.add_edge(START, "prepare")
-    graph.add_conditional_edges("prepare", _after_prepare, ["model", "finalize"])
+    graph.add_node("chunk", divide.run_chunk)
+    graph.add_node("fine", divide.fine_pass)
+    graph.add_conditional_edges("prepare", nodes.route_after_prepare, ["model", "chunk", "finalize"])
+    graph.add_edge("chunk", "fine")
+    graph.add_edge("fine", "finalize")
     graph.add_conditional_edges("model", nodes.route_after_model, ["zoom", "retry", "finalize"])
     graph.add_edge("zoom", "observe")
     graph.add_edge("observe", "model")
     graph.add_edge("retry", "model")
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
-
-
-def _after_prepare(state: ZoomState) -> str:
-    return "finalize" if state.get("error") else "model"
 
 
 def _passthrough(state: ZoomState) -> dict[str, Any]:

@@ -108,7 +108,8 @@ def describe(result: GroundedAnswer) -> str:
         for clip in turn.clips:
             lines.append(f"  [{clip.role}] {_clip_line(clip)}")
         head = turn.text.strip().replace("\n", " ")
-        lines.append(f"  model (round {turn.round}, {turn.latency_s * 1000:.0f} ms): {head[:160]}")
+        tokens = f", {turn.prompt_tokens}+{turn.completion_tokens} tokens" if turn.prompt_tokens else ""
+        lines.append(f"  model (round {turn.round}, {turn.latency_s * 1000:.0f} ms{tokens}): {head[:160]}")
         for z in zooms_by_round.get(turn.round + 1, []) if turn.tool_calls else []:
             lines.append(f"  -> temporal_zoom{json.dumps(z.requested, default=str)}: {z.text}")
     if result.status == "answered":
@@ -134,9 +135,10 @@ def _demo(args: argparse.Namespace) -> int:
     from zoom_agent.models.oracle import OracleVLM
 
     out: Path = args.out
-    questions = make_synthetic_task(out / "videos", num_videos=1, seed=0)
+    questions = make_synthetic_task(out / "videos", num_videos=1, seed=0, size=(640, 480))
     question = _demo_question(questions)
-    config = AgentConfig(budget=Budget(visual_tokens=2048, fps=2.0))
+    # A small budget, so that the coarse view is too coarse for the digit and the zoom is not.
+    config = AgentConfig(budget=Budget(visual_tokens=1024, fps=2.0))
     print(f"video: {question.video}\nquestion: {question.question}")
     for letter, option in zip(question.letters, question.options or (), strict=False):
         print(f"  {letter}. {option}")
@@ -154,15 +156,12 @@ def _demo(args: argparse.Namespace) -> int:
         from zoom_agent.models.hf import TransformersVLM
         from zoom_agent.models.tiny import build_tiny_model
 
-        print(
-            f"\n== 2. the real transformers path, tiny random {args.family} (answers are meaningless) =="
-        )
+        print(f"\n== 2. the real transformers path, tiny random {args.family} (answers are meaningless) ==")
         model_dir = out / f"tiny-{args.family}"
         if not (model_dir / "config.json").is_file():
             build_tiny_model(model_dir, args.family)
-        tiny_config = config.model_copy(
-            update={"budget": Budget.for_family(args.family, visual_tokens=2048), "max_tokens": 48}
-        )
+        budget = Budget.for_family(args.family, visual_tokens=1024)  # type: ignore[arg-type]
+        tiny_config = config.model_copy(update={"budget": budget, "max_tokens": 48})
         real = asyncio.run(ZoomAgent(TransformersVLM(model_dir), tiny_config).arun(question))
         print(describe(real))
     return 0

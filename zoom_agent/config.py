@@ -91,9 +91,33 @@ class AgentConfig(BaseModel):
     temperature: float = Field(0.0, ge=0, description="0 = greedy (evaluation); 1.0 for GRPO rollouts")
     max_tokens: int = Field(512, gt=0, description="response tokens per turn; their code: 512")
     arbitrate: bool = Field(True, description="coarse vs fine by answer/span confidence (paper §2)")
+    strategy: Literal["single", "multi_step", "divide_and_conquer", "auto"] = Field(
+        "auto",
+        description="single: at most one zoom round; multi_step: up to max_zoom_rounds; "
+        "divide_and_conquer: per-chunk coarse passes, then one fine pass (paper §2 mode b); "
+        "auto: divide_and_conquer above long_video_seconds, else multi_step",
+    )
+    long_video_seconds: float = Field(
+        900.0, gt=0, description="auto switches to divide and conquer above (ours)"
+    )
+    chunk_frames: int = Field(256, ge=2, description="frames per chunk at budget.fps; their code: 256")
+    top_k_chunks: int = Field(5, ge=1, description="chunks kept by answer confidence; their code: 5")
+    min_chunk_confidence: float = Field(0.0, ge=0, le=1, description="chunks below are dropped (ours)")
+
+    def resolved_strategy(self, duration: float) -> str:
+        """The strategy for a video of this length (``auto`` decided by duration)."""
+        if self.strategy != "auto":
+            return self.strategy
+        return "divide_and_conquer" if duration > self.long_video_seconds else "multi_step"
+
+    def zoom_rounds(self) -> int:
+        """Zoom rounds the graph allows: the paper's layout and ``single`` zoom once."""
+        if self.dialect == "zoomzero" or self.strategy == "single":
+            return min(self.max_zoom_rounds, 1)
+        return self.max_zoom_rounds
 
     @property
     def recursion_limit(self) -> int:
         """LangGraph steps one question can take (its default of 10,007 would hide loops)."""
         turns = 1 + self.max_zoom_rounds + (self.max_zoom_rounds + 1) * self.format_retries
-        return 4 * turns + 8
+        return 4 * turns + 16

@@ -1,0 +1,509 @@
+"""The transformers backend: Qwen2.5-VL and Qwen3-VL on CPU or GPU (DESIGN.md §3).
+
+Named ``hf.py`` so it never shadows the ``transformers`` package. Only the heavy path
+imports this module (``zoom_agent.models`` loads it lazily), so torch is imported here at
+module level.
+
+Timing, the facts this backend must get right (FIELD-NOTES.md):
+
+- Qwen3-VL writes ``<t seconds>`` into the prompt from ``frames_indices / fps``: each clip
+  goes in with its *source* frame indices and the source fps, so the times are absolute.
+- Qwen2.5-VL restarts time at 0 for every video and places frames on the M-RoPE time axis
+  by ``second_per_grid_ts``. transformers derives it from ``VideoMetadata.sampled_fps`` =
+  ``len(frames_indices) / total_num_frames * fps``, the average rate over the *whole*
+  source, which is wrong for a zoomed clip (4 frames inside 2 s of a 20 s video gave
+  6.7 s per grid instead of 1.0 s). Each Qwen2.5-VL clip therefore goes in with
+  clip-local metadata whose rate is the real frame spacing, so ``second_per_grid_ts ==
+  temporal_patch * spacing``; its absolute start and end are stated in the prompt text
+  by the prompt builder. A vLLM backend gets the same numbers by passing ``fps = 1 /
+  spacing``.
+- ``mm_token_type_ids`` comes from the processor and goes to the model; without it the
+  positions change silently.
+- Clips arrive already resized to their planned size (a multiple of patch * merge), and
+  the size bounds given to the processor bracket exactly those sizes, so it keeps them.
+
+Log-probabilities: each completion's ``logprobs`` are ``log_softmax`` of the model's *raw*
+logits at temperature 1, gathered at the sampled tokens, i.e. the policy's own log-prob
+``log pi(token | prefix)`` that GRPO/PPO ratios need, whatever temperature and top_p were
+used to sample. A recompute with one forward pass over prompt + completion matches them
+(tested to 1e-4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from zoom_agent.config import Family
+from zoom_agent.models.base import Completion, ModelError, Turn, VLMRequest, VLMResponse
+from zoom_agent.models.tiny import quiet_progress_bars
+from zoom_agent.types import ClipRef
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
+
+SUPPORTED_FAMILIES: tuple[Family, ...] = ("qwen2_5_vl", "qwen3_vl")
+
+
+class TransformersVLM:
+    """A Qwen2.5-VL / Qwen3-VL model behind the `VLM` protocol, via transformers.
+
+    One model, one forward at a time: `generate` runs the blocking ``model.generate`` in a
+    worker thread behind a lock, so the event loop stays free for other questions.
+
+    Args:
+        path_or_model: a model directory (loaded with ``AutoModelForImageTextToText``) or
+            an already loaded model (then ``processor`` or a model directory in
+            ``model.name_or_path`` is needed).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        dtype: ``"auto"`` (the checkpoint's dtype), a name such as ``"bfloat16"``, or a
+            ``torch.dtype``.
+        processor: the ``AutoProcessor`` to use instead of loading one.
+        max_batch: most sequences per ``generate`` call; ``n`` above it runs in chunks.
+
+    Example:
+        >>> vlm = TransformersVLM(build_tiny_model(tmp, "qwen3_vl"))  # doctest: +SKIP
+        >>> reply = await vlm.generate(VLMRequest(turns=(Turn(role="user", content=("Hi",)),)))
+    """
+
+    def __init__(
+        self,
+        path_or_model: str | os.PathLike[str] | PreTrainedModel,
+        *,
+        device: str = "cpu",
+        dtype: str | torch.dtype = "auto",
+        processor: ProcessorMixin | None = None,
+        max_batch: int = 8,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model, self.name = _load_model(path_or_model, device, dtype)
+        self.processor = processor if processor is not None else _load_processor(self.model, self.name)
+        self.tokenizer: PreTrainedTokenizerBase = self.processor.tokenizer
+        self.family: Family = _family_of(self.model)
+        self.max_batch = max_batch
+        self._lock = threading.Lock()  # a thread lock works across event loops; asyncio.Lock does not
+        gen = self.model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list | tuple) else (int(eos),)
+        pad = gen.pad_token_id if gen.pad_token_id is not None else self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    async def generate(self, request: VLMRequest) -> VLMResponse:
+        """Sample completions for a conversation (the `VLM` protocol).
+
+        Args:
+            request: turns, sampling settings (temperature 0 = greedy), stop strings.
+
+        Returns:
+            One completion per ``request.sampling.n`` with text (special tokens skipped,
+            this project's tags kept), token ids (the EOS token included when sampled),
+            policy log-probs and finish reason; and the prompt's token ids.
+
+        Raises:
+            ModelError: when rendering or generation fails.
+        """
+        return await asyncio.to_thread(self.generate_sync, request)
+
+    def generate_sync(self, request: VLMRequest) -> VLMResponse:
+        """The blocking form of `generate` (for synchronous callers and benchmarks)."""
+        t0 = time.perf_counter()
+        try:
+            # Decoding and preprocessing run outside the lock: they overlap another
+            # request's generate (on a GPU fully, on CPU as far as the cores allow).
+            inputs = self.render_inputs(request)
+            with self._lock:
+                completions = self._sample(inputs, request)
+        except ModelError:
+            raise
+        except Exception as exc:  # a backend reports every failure as ModelError (base.py)
+            raise ModelError(f"transformers generate failed for {self.name}: {exc}") from exc
+        return VLMResponse(
+            completions=tuple(completions),
+            prompt_token_ids=tuple(int(i) for i in inputs["input_ids"][0].tolist()),
+            model=self.name,
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def render_text(self, request: VLMRequest) -> str:
+        """The prompt text from the family's chat template (video pads not yet expanded).
+
+        A final assistant turn is a prefix to continue: it is appended after the
+        generation prompt instead of being closed.
+        """
+        turns = request.turns
+        prefix = ""
+        if turns[-1].role == "assistant":
+            turns, prefix = turns[:-1], turns[-1].text
+        messages, _ = chat_messages(turns)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(text) + prefix
+
+    def render_inputs(self, request: VLMRequest) -> BatchFeature:
+        """The processor inputs for a request, on the model's device.
+
+        ``input_ids``, ``attention_mask``, ``mm_token_type_ids`` and, with clips,
+        ``pixel_values_videos``, ``video_grid_thw`` (+ ``second_per_grid_ts`` for
+        Qwen2.5-VL). The trainer re-renders conversations with this for its forward pass.
+
+        Args:
+            request: the conversation (sampling settings are ignored here).
+
+        Returns:
+            A ``BatchFeature`` of batch size 1.
+        """
+        text = self.render_text(request)
+        _, clips = chat_messages(request.turns)
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if clips:
+            kwargs.update(self._video_kwargs(clips))
+        inputs = self.processor(**kwargs)
+        if "mm_token_type_ids" not in inputs:  # a processor that leaves it out for text-only prompts
+            inputs["mm_token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        return inputs.to(self.device)
+
+    def _video_kwargs(self, clips: Sequence[ClipRef]) -> dict[str, Any]:
+        vp = self.processor.video_processor
+        temporal = int(vp.temporal_patch_size)
+        videos, metadata = [], []
+        for ref in clips:
+            frames, indices = _pad_frames(read_clip_frames(ref), list(ref.frame_indices), temporal)
+            videos.append(frames)
+            metadata.append(clip_metadata(ref, self.family, len(frames), indices))
+        kwargs: dict[str, Any] = {
+            "videos": videos,
+            "video_metadata": metadata,
+            "do_sample_frames": False,  # frames are pre-sampled by plan_clip
+            "size": processor_size_bounds(videos, self.family, int(vp.patch_size * vp.merge_size), temporal),
+        }
+        if hasattr(vp, "cap_pixels_per_frame"):
+            kwargs["cap_pixels_per_frame"] = False  # the budget is already spent by plan_clip
+        return kwargs
+
+    def _sample(self, inputs: BatchFeature, request: VLMRequest) -> list[Completion]:
+        s = request.sampling
+        greedy = s.temperature == 0
+        todo = 1 if greedy else s.n  # greedy samples are identical: decode once, copy
+        out: list[Completion] = []
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            if s.seed is not None:
+                torch.manual_seed(s.seed)
+            while len(out) < todo:
+                chunk = min(self.max_batch, todo - len(out))
+                out.extend(self._generate_chunk(inputs, request, chunk))
+        if greedy:
+            out = out * s.n
+        return out
+
+    def _generate_chunk(self, inputs: BatchFeature, request: VLMRequest, n: int) -> list[Completion]:
+        from transformers import GenerationConfig
+
+        s = request.sampling
+        sample = s.temperature > 0
+        # Unset fields are filled from the checkpoint's generation_config (Qwen ships
+        # top_k, top_p, temperature, repetition_penalty there): set every one that changes
+        # the distribution, so the policy samples exactly softmax(logits / T) within top_p.
+        warpers = {"temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if sample else {}
+        config = GenerationConfig(
+            max_new_tokens=s.max_tokens,
+            do_sample=sample,
+            repetition_penalty=1.0,
+            num_return_sequences=n,
+            eos_token_id=list(self.eos_token_ids),
+            pad_token_id=self.pad_token_id,
+            stop_strings=list(s.stop) or None,
+            **warpers,
+        )
+        recorder = _PolicyLogprobs()
+        with torch.inference_mode():
+            sequences = cast(Any, self.model).generate(
+                **inputs,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([recorder]),
+                tokenizer=self.tokenizer if s.stop else None,
+            )
+        prompt_len = inputs["input_ids"].shape[1]
+        new = sequences[:, prompt_len:]
+        logprobs = recorder.finish(new)
+        return [self._completion(new[i].tolist(), logprobs[i].tolist(), request) for i in range(new.shape[0])]
+
+    def _completion(self, ids: list[int], logprobs: list[float], request: VLMRequest) -> Completion:
+        cut = _trim(ids, self.eos_token_ids, request.sampling.stop, self._decode)
+        kept = ids[: cut.n_tokens]
+        text = self._decode(kept) if cut.text is None else cut.text
+        return Completion(
+            text=text,
+            token_ids=tuple(kept),
+            logprobs=tuple(logprobs[: cut.n_tokens]) if request.want_logprobs else None,
+            token_offsets=token_offsets(self.tokenizer, kept, text),
+            finish_reason=cut.finish_reason,
+        )
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        # Qwen's specials (<|im_end|>, <|vision_*|>) are skipped; the project's tags and
+        # <tool_call> are plain added tokens and stay in the text.
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+def token_offsets(
+    tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], text: str
+) -> tuple[tuple[int, int], ...]:
+    """``[start, end)`` character range in ``text`` of each token of a completion.
+
+    Token i ends where the decoded prefix ``ids[: i + 1]`` stops agreeing with ``text``, so
+    a character split over several byte-level tokens belongs to the token completing it,
+    skipped special tokens (EOS) get an empty range, and tokens past a stop-string cut end
+    at ``len(text)``. The ranges are contiguous and cover ``text``.
+
+    Args:
+        tokenizer: the tokenizer that produced ``ids``.
+        ids: the completion's token ids.
+        text: the completion's text (decoded with special tokens skipped, maybe cut).
+
+    Returns:
+        One ``(start, end)`` per token.
+    """
+    prefixes = tokenizer.batch_decode([list(ids[: i + 1]) for i in range(len(ids))], skip_special_tokens=True)
+    offsets, start = [], 0
+    for prefix in prefixes:
+        if text.startswith(prefix):
+            end = len(prefix)
+        else:  # a partial UTF-8 character ("\ufffd") or text beyond a stop-string cut
+            end = start
+            limit = min(len(prefix), len(text))
+            while end < limit and prefix[end] == text[end]:
+                end += 1
+        end = max(end, start)
+        offsets.append((start, end))
+        start = end
+    if offsets and start < len(text):  # never expected; keep the cover complete regardless
+        offsets[-1] = (offsets[-1][0], len(text))
+    return tuple(offsets)
+
+
+class _PolicyLogprobs(LogitsProcessor):
+    """Records log_softmax(raw logits)[sampled token] at every step, in O(batch x vocab).
+
+    Passed as the only custom logits processor with no default processors before it, it
+    sees the raw logits (temperature and top_p warpers run after it). The token sampled at
+    step t is read from ``input_ids`` at step t + 1, and from the final sequences at the
+    end, so no per-step vocabulary-sized tensor is kept.
+    """
+
+    def __init__(self) -> None:
+        self._pending: torch.Tensor | None = None
+        self._steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._pending is not None:
+            self._steps.append(self._pending.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        """Log-probs of ``new_tokens`` (batch, steps) as a CPU float tensor of that shape."""
+        steps = list(self._steps)
+        if self._pending is not None:
+            steps.append(self._pending.gather(-1, new_tokens[:, -1:]).squeeze(-1))
+        if len(steps) != new_tokens.shape[1]:
+            raise RuntimeError(f"recorded {len(steps)} steps for {new_tokens.shape[1]} new tokens")
+        if not steps:
+            return torch.zeros(new_tokens.shape, dtype=torch.float32)
+        return torch.stack(steps, dim=1).cpu()
+
+
+@dataclass(frozen=True)
+class _Cut:
+    n_tokens: int
+    finish_reason: str
+    text: str | None = None  # set when a stop string cut the decoded text
+
+
+def _trim(
+    ids: list[int], eos: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]
+) -> _Cut:
+    """Where a completion ends: its first EOS (kept), else a stop string, else the limit.
+
+    A stop string ends the text before it (OpenAI/vLLM semantics); the token ids keep the
+    shortest prefix whose text contains it, so ids and log-probs stay aligned.
+    """
+    end = next((i + 1 for i, t in enumerate(ids) if t in eos), None)
+    body = ids if end is None else ids[: end - 1]
+    text = decode(body) if stops else ""
+    hits = [(text.find(s), s) for s in stops if s and s in text]
+    if hits:
+        _, stop = min(hits)
+        lo, hi = 1, len(body)  # shortest prefix containing `stop`: "contains" grows with the prefix
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if stop in decode(body[:mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        prefix = decode(body[:lo])
+        return _Cut(n_tokens=lo, finish_reason="stop", text=prefix[: prefix.find(stop)])
+    if end is not None:
+        return _Cut(n_tokens=end, finish_reason="stop")
+    return _Cut(n_tokens=len(ids), finish_reason="length")
+
+
+def chat_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[ClipRef]]:
+    """Turns as Qwen chat messages (text and video parts in order) plus their clips.
+
+    Args:
+        turns: the conversation; system turns carry text only.
+
+    Returns:
+        ``(messages, clips)``: clips in the order their ``<|video_pad|>`` parts appear.
+
+    Raises:
+        ValueError: a system turn carries a clip (the Qwen templates drop it silently).
+    """
+    messages: list[dict[str, Any]] = []
+    clips: list[ClipRef] = []
+    for i, turn in enumerate(turns):
+        parts: list[dict[str, Any]] = []
+        for part in turn.content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+                continue
+            if turn.role == "system":
+                raise ValueError(f"turn {i} (system) carries a clip; system turns take text only")
+            parts.append({"type": "video"})
+            clips.append(part)
+        messages.append({"role": turn.role, "content": parts})
+    return messages, clips
+
+
+def read_clip_frames(ref: ClipRef) -> np.ndarray:
+    """The RGB frames (N, H, W, 3) uint8 of a planned clip, from the shared video cache."""
+    from zoom_agent import video
+
+    frames = np.asarray(video.open_video(ref.path).read_clip(ref).frames)
+    expected = (ref.num_frames, ref.height, ref.width, 3)
+    if frames.shape != expected or frames.dtype != np.uint8:
+        raise ValueError(
+            f"clip of {ref.path} decoded to {frames.shape} {frames.dtype}, expected {expected} uint8"
+        )
+    return frames
+
+
+def _pad_frames(frames: np.ndarray, indices: list[int], temporal: int) -> tuple[np.ndarray, list[int]]:
+    # The processors repeat the last frame up to a whole temporal patch anyway; doing it
+    # here keeps single-frame clips legal for Qwen3-VL's resize and the timestamps aligned.
+    missing = -len(frames) % temporal
+    if missing:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
+        indices = indices + [indices[-1]] * missing
+    return frames, indices
+
+
+def frame_spacing(ref: ClipRef) -> float:
+    """Mean seconds between consecutive frames of a clip (one source frame when single)."""
+    ts = ref.timestamps
+    if len(ts) >= 2 and ts[-1] > ts[0]:
+        return (ts[-1] - ts[0]) / (len(ts) - 1)
+    return 1.0 / ref.fps
+
+
+def clip_metadata(ref: ClipRef, family: Family, num_frames: int, indices: Sequence[int]) -> Any:
+    """The ``VideoMetadata`` a clip goes in with (see the module docstring for why).
+
+    Args:
+        ref: the planned clip.
+        family: model family.
+        num_frames: frames passed (after padding to a whole temporal patch).
+        indices: source frame index of each passed frame.
+
+    Returns:
+        Qwen3-VL: source indices and fps (absolute ``<t seconds>``). Qwen2.5-VL: clip-local
+        indices at rate ``1 / spacing`` (correct ``second_per_grid_ts``).
+    """
+    from transformers.video_utils import VideoMetadata
+
+    if family == "qwen3_vl":
+        return VideoMetadata(
+            total_num_frames=ref.num_source_frames, fps=ref.fps, frames_indices=list(indices)
+        )
+    return VideoMetadata(
+        total_num_frames=num_frames, fps=1.0 / frame_spacing(ref), frames_indices=list(range(num_frames))
+    )
+
+
+def processor_size_bounds(
+    videos: Sequence[np.ndarray], family: Family, factor: int, temporal: int
+) -> dict[str, int]:
+    """``size`` bounds that make the processor keep each clip's planned frame size.
+
+    Qwen2.5-VL bounds pixels per frame; Qwen3-VL (without the per-frame cap) bounds pixels
+    per video (frames rounded to the temporal patch x height x width). Bracketing exactly
+    the clips' own values leaves every clip as it is.
+    """
+    costs = []
+    for v in videos:
+        n, h, w = v.shape[0], v.shape[1], v.shape[2]
+        pixels = max(factor, round(h / factor) * factor) * max(factor, round(w / factor) * factor)
+        costs.append(pixels * (round(n / temporal) * temporal if family == "qwen3_vl" else 1))
+    return {"shortest_edge": min(costs), "longest_edge": max(costs)}
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def _load_model(
+    path_or_model: str | os.PathLike[str] | PreTrainedModel, device: str, dtype: str | torch.dtype
+) -> tuple[PreTrainedModel, str]:
+    model: Any
+    if isinstance(path_or_model, str | os.PathLike):
+        from transformers import AutoModelForImageTextToText
+
+        path = Path(path_or_model).expanduser()
+        with quiet_progress_bars():
+            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=_torch_dtype(dtype))
+        name = str(path)
+    else:
+        model = path_or_model
+        if dtype != "auto":
+            model = model.to(dtype=_torch_dtype(dtype))
+        name = str(getattr(model, "name_or_path", "") or type(model).__name__)
+    return model.to(device).eval(), name
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"dtype must be 'auto', a torch dtype or its name (e.g. 'bfloat16'), got {dtype!r}")
+    return value
+
+
+def _load_processor(model: PreTrainedModel, name: str) -> ProcessorMixin:
+    from transformers import AutoProcessor
+
+    source = getattr(model, "name_or_path", "") or name
+    if not source or not Path(source).is_dir():
+        raise ValueError(f"no processor given and model.name_or_path {source!r} is not a model directory")
+    return AutoProcessor.from_pretrained(source)
+
+
+def _family_of(model: PreTrainedModel) -> Family:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in SUPPORTED_FAMILIES:
+        raise ValueError(f"model_type {model_type!r} is not supported; expected one of {SUPPORTED_FAMILIES}")
+    return model_type  # type: ignore[return-value]

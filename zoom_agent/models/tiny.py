@@ -1,0 +1,569 @@
+"""Tiny random Qwen-VL models, built offline in seconds (DESIGN.md §3, "Tiny").
+
+`build_tiny_model` writes a directory that ``AutoProcessor``, ``AutoTokenizer`` and
+``AutoModelForImageTextToText`` load with no network: an architecturally real
+Qwen2.5-VL or Qwen3-VL (vision tower, patch merger, M-RoPE, deepstack for Qwen3-VL) with
+random weights, a byte-level BPE tokenizer trained here on text shaped like this
+project's prompts and replies, the family's real chat template and its image and video
+processor configs. Answers are meaningless; shapes, token plumbing, timestamps, logprobs
+and gradients are real, which is what tests, CI and the offline demo need.
+
+Sizes follow FIELD-NOTES.md: text hidden 64, 2 layers, head_dim 32 (vLLM's CPU attention
+refuses 16), M-RoPE sections summing to head_dim / 2, vision depth 2, the family's patch
+size, temporal patch 2, spatial merge 2. The tokenizer is trained on a fixed corpus, so
+every tiny model shares it; ``seed`` sets the weights only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
+
+TinyFamily = Literal["qwen2_5_vl", "qwen3_vl"]
+FAMILIES: tuple[TinyFamily, ...] = ("qwen2_5_vl", "qwen3_vl")
+MARKER_FILE = "zoom_agent_tiny.json"
+BUILD_VERSION = 1  # bump when the layout of a built directory changes
+
+# Qwen's own special tokens, in Qwen's id order; `special` = skipped when decoding with
+# skip_special_tokens (Qwen marks the tool and fim tokens non-special, so do we).
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+QWEN_TEXT_TOKENS: tuple[str, ...] = (
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+)
+# This project's tags (zoom_agent.protocol): whole tokens here, kept when decoding.
+PROJECT_TAGS: tuple[str, ...] = ("<time>", "</time>", "<answer>", "</answer>", "<glue>", "</glue>")
+
+# Qwen2.5-VL's chat template, verbatim (Qwen/Qwen2.5-VL-*-Instruct, Apache-2.0).
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_QWEN3_VISION_PARTS = r"""            {%- for content in message.content %}
+                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
+                    {%- set image_count.value = image_count.value + 1 %}
+                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
+                    <|vision_start|><|image_pad|><|vision_end|>
+                {%- elif content.type == 'video' or 'video' in content %}
+                    {%- set video_count.value = video_count.value + 1 %}
+                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
+                    <|vision_start|><|video_pad|><|vision_end|>
+                {%- elif 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+"""
+_QWEN3_SYSTEM_TEXT = r"""        {%- if messages[0].content is string %}
+            {{- messages[0].content }}
+        {%- else %}
+            {%- for content in messages[0].content %}
+                {%- if 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+"""
+# (long template lines split across Python literals; the text is unchanged)
+_QWEN3_TOOLS_TEXT = (
+    r'    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n'
+    r'You are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}'
+    "\n"
+    r"""    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+"""
+    r'    {{- "\n</tools>\n\nFor each function call, return a json object with function name and '
+    r"arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    r'{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}'
+    "\n"
+)
+# Qwen3-VL's chat template, verbatim (Qwen/Qwen3-VL-*-Instruct, Apache-2.0); the two
+# repeated blocks above are spliced in where the original repeats them.
+QWEN3_VL_CHAT_TEMPLATE = (
+    r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+"""
+    + _QWEN3_SYSTEM_TEXT
+    + r"""        {{- '\n\n' }}
+    {%- endif %}
+"""
+    + _QWEN3_TOOLS_TEXT
+    + r"""{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' }}
+"""
+    + _QWEN3_SYSTEM_TEXT
+    + r"""        {{- '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set image_count = namespace(value=0) %}
+{%- set video_count = namespace(value=0) %}
+{%- for message in messages %}
+    {%- if message.role == "user" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+"""
+    + _QWEN3_VISION_PARTS
+    + r"""        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content_item in message.content %}
+                {%- if 'text' in content_item %}
+                    {{- content_item.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and message.content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+"""
+    + _QWEN3_VISION_PARTS
+    + r"""        {%- endif %}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+)
+CHAT_TEMPLATES: dict[TinyFamily, str] = {
+    "qwen2_5_vl": QWEN2_5_VL_CHAT_TEMPLATE,
+    "qwen3_vl": QWEN3_VL_CHAT_TEMPLATE,
+}
+
+# Processor settings of the real checkpoints (preprocessor_config.json and
+# video_preprocessor_config.json of Qwen2.5-VL-7B-Instruct and Qwen3-VL-8B-Instruct).
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_PROCESSOR_SETTINGS: dict[TinyFamily, dict[str, Any]] = {
+    "qwen2_5_vl": {
+        "patch_size": 14,
+        "mean": _CLIP_MEAN,
+        "std": _CLIP_STD,
+        "image_size": {"shortest_edge": 3136, "longest_edge": 12845056},
+        "video_size": {"shortest_edge": 3136, "longest_edge": 12845056},
+    },
+    "qwen3_vl": {
+        "patch_size": 16,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "image_size": {"shortest_edge": 65536, "longest_edge": 16777216},
+        "video_size": {"shortest_edge": 4096, "longest_edge": 25165824},
+    },
+}
+
+_TOKENIZER_VOCAB = 1024  # BPE target; the corpus saturates below it (~600 merges)
+_CORPUS_SIZE = 3000
+_CORPUS_SEED = 20251216  # fixed: every tiny model shares one tokenizer
+
+
+def tiny_corpus(n: int = _CORPUS_SIZE, seed: int = _CORPUS_SEED) -> list[str]:
+    """Generated sentences shaped like this project's prompts and replies.
+
+    Questions with lettered options, clip descriptions with times and sizes, zoom tool
+    calls, ``<think>``/``<time>`` reasoning, ``<answer>`` and ``<glue>`` lines.
+
+    Args:
+        n: number of samples.
+        seed: seed of the generator (the default is the one every tiny model uses).
+
+    Returns:
+        The samples, deterministic for ``(n, seed)``.
+    """
+    rng = random.Random(seed)
+    kinds = (_q_sample, _clip_sample, _call_sample, _answer_sample)
+    return [kinds[i % len(kinds)](rng) for i in range(n)]
+
+
+_WHO = ("the man", "the woman", "the boy", "the girl", "a child", "the dog", "the baby", "a person")
+_DOES = (
+    "picks up the ball",
+    "opens the door",
+    "sits down on the sofa",
+    "waves at the camera",
+    "runs to the table",
+    "puts down the cup",
+    "rides a bike",
+    "looks at the others",
+    "walks away",
+    "laughs",
+    "holds the toy",
+    "jumps into the water",
+)
+_ASK = (
+    "What does {w} do after {w2} {d}?",
+    "Why does {w} {d_base}?",
+    "How does {w} react when {w2} {d}?",
+    "What happens before {w} {d}?",
+    "When does {w} {d_base}?",
+    "How many times does {w} {d_base}?",
+)
+
+
+def _t(rng: random.Random, hi: float = 120.0) -> float:
+    return round(rng.uniform(0.0, hi), 1)
+
+
+def _span(rng: random.Random) -> tuple[float, float]:
+    a, b = sorted((_t(rng), _t(rng)))
+    return a, b
+
+
+def _q_sample(rng: random.Random) -> str:
+    w, w2, d = rng.choice(_WHO), rng.choice(_WHO), rng.choice(_DOES)
+    d_base = d.split(" ", 1)[0].rstrip("s") + (" " + d.split(" ", 1)[1] if " " in d else "")
+    q = rng.choice(_ASK).format(w=w, w2=w2, d=d, d_base=d_base)
+    options = "\n".join(f"{'ABCDE'[i]}. {rng.choice(_WHO)} {rng.choice(_DOES)}" for i in range(5))
+    return f"Question: {q[0].upper()}{q[1:]}\nOptions:\n{options}\nAnswer with the option's letter."
+
+
+def _clip_sample(rng: random.Random) -> str:
+    s, e = _span(rng)
+    n, w, h = rng.choice((4, 8, 16, 32, 64)), rng.choice((224, 448, 640)), rng.choice((168, 252, 360))
+    return rng.choice(
+        (
+            f"The video lasts {e:.1f} seconds. You see {n} frames from 0.0 s to {e:.1f} s at {w}x{h}.",
+            f"Zoomed clip {s:.1f}-{e:.1f} s of the video: {n} frames at {w}x{h}.",
+            f"temporal_zoom returned {n} frames between {s:.1f} s and {e:.1f} s.",
+            f"Frame times: {', '.join(f'{_t(rng):.1f}' for _ in range(4))} seconds.",
+        )
+    )
+
+
+def _call_sample(rng: random.Random) -> str:
+    s, e = _span(rng)
+    call = json.dumps({"name": "temporal_zoom", "arguments": {"start": s, "end": e}})
+    return f"<think>I need a closer look at {s:.1f} to {e:.1f} s.</think>\n<tool_call>{call}</tool_call>"
+
+
+def _answer_sample(rng: random.Random) -> str:
+    spans = [_span(rng) for _ in range(rng.randint(1, 3))]
+    glue = ", ".join(f"({s:.1f}, {e:.1f})" for s, e in spans)
+    s, e = spans[0]
+    why = f"{rng.choice(_WHO)} {rng.choice(_DOES)} at <time>({s:.1f}, {e:.1f})</time>"
+    letter = rng.choice("ABCDE")
+    return f"<think>{why}, so the answer is clear.</think>\n<answer>{letter}</answer>\n<glue>[{glue}]</glue>"
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """Train the byte-level BPE tokenizer every tiny model uses, wrapped as Qwen2Tokenizer.
+
+    Qwen2's pre-tokenizer (its split regex, then ByteLevel without its own regex), an NFC
+    normaliser and a ByteLevel decoder, so the round trip text -> ids -> text is exact.
+    ``<|endoftext|>`` is id 0 (pad); Qwen's special tokens and this project's tags follow
+    the learned vocabulary as added tokens.
+
+    Returns:
+        A ``Qwen2Tokenizer`` (eos ``<|im_end|>``, pad ``<|endoftext|>``).
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
+
+    bpe = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_TOKENIZER_VOCAB,
+        special_tokens=[QWEN_SPECIAL_TOKENS[0]],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(tiny_corpus(), trainer)
+    model = json.loads(bpe.to_str())["model"]
+    # Qwen2Tokenizer wants merges as pairs; "a b" strings raise a TypeError (FIELD-NOTES).
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    tok = Qwen2Tokenizer(vocab=model["vocab"], merges=cast(Any, merges), model_max_length=32768)
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS[1:]])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN_TEXT_TOKENS + PROJECT_TAGS])
+    tok.eos_token = "<|im_end|>"
+    return tok
+
+
+def _token_ids(tok: PreTrainedTokenizerBase) -> dict[str, int]:
+    names = (
+        "<|endoftext|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    )
+    return {name: token_id(tok, name) for name in names}
+
+
+def token_id(tok: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one token of the vocabulary (a clear error when it is missing)."""
+    value = tok.convert_tokens_to_ids(token)
+    if not isinstance(value, int) or (value == tok.unk_token_id and token != tok.unk_token):
+        raise ValueError(f"token {token!r} is not in the tokenizer's vocabulary")
+    return value
+
+
+def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
+    from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
+
+    ids = _token_ids(tok)
+    vocab = -(-len(tok) // 64) * 64  # padded to a multiple of 64, as the real checkpoints are
+    text: dict[str, Any] = {
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 32768,
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    vision: dict[str, Any] = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 1,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": 64,
+    }
+    special: dict[str, Any] = {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+    if family == "qwen2_5_vl":
+        # head_dim 64 / 2 = 32; M-RoPE sections (t, h, w) sum to head_dim / 2.
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]}
+        text.update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
+        vision.update(patch_size=14, window_size=112, fullatt_block_indexes=[1], tokens_per_second=2)
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
+    text["head_dim"] = 32
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 5e6,
+        "mrope_section": [6, 5, 5],
+        "mrope_interleaved": True,
+    }
+    vision.update(
+        patch_size=16,
+        hidden_act="gelu_pytorch_tanh",
+        num_position_embeddings=256,  # a perfect square (16 x 16 learned grid)
+        deepstack_visual_indexes=[0],
+    )
+    return Qwen3VLConfig(text_config=text, vision_config=vision, **special)
+
+
+def _random_model(family: TinyFamily, tok: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLForConditionalGeneration,
+    )
+
+    config = _model_config(family, tok)
+    cls = Qwen2_5_VLForConditionalGeneration if family == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
+        torch.manual_seed(seed)
+        model = cls(config)
+    ids = _token_ids(tok)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    return model.eval()
+
+
+def _processor(family: TinyFamily, tok: PreTrainedTokenizerBase) -> ProcessorMixin:
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    s = _PROCESSOR_SETTINGS[family]
+    common: dict[str, Any] = {
+        "patch_size": s["patch_size"],
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": list(s["mean"]),
+        "image_std": list(s["std"]),
+    }
+    image = Qwen2VLImageProcessor(size=dict(s["image_size"]), **common)
+    if family == "qwen2_5_vl":
+        video: Any = Qwen2VLVideoProcessor(size=dict(s["video_size"]), **common)
+        return Qwen2_5_VLProcessor(
+            image_processor=image, tokenizer=tok, video_processor=video, chat_template=CHAT_TEMPLATES[family]
+        )
+    video = Qwen3VLVideoProcessor(size=dict(s["video_size"]), fps=2, **common)
+    return Qwen3VLProcessor(
+        image_processor=image, tokenizer=tok, video_processor=video, chat_template=CHAT_TEMPLATES[family]
+    )
+
+
+def build_tiny_model(
+    out_dir: str | os.PathLike[str],
+    family: TinyFamily = "qwen2_5_vl",
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a tiny, randomly initialised Qwen-VL model that loads offline.
+
+    Built in a temporary sibling directory and renamed into place, so a reader never sees
+    a half-written model. Deterministic: the same ``(family, seed)`` gives the same files.
+
+    Args:
+        out_dir: target directory; must not exist or be empty unless ``overwrite``.
+        family: ``"qwen2_5_vl"`` (patch 14, CLIP mean/std) or ``"qwen3_vl"`` (patch 16,
+            mean/std 0.5, absolute ``<t seconds>`` in prompts).
+        seed: seed of the weight initialisation.
+        overwrite: replace an existing non-empty ``out_dir``.
+
+    Returns:
+        The resolved ``out_dir``.
+
+    Example:
+        >>> path = build_tiny_model("/tmp/tiny-qwen3", "qwen3_vl")  # doctest: +SKIP
+        >>> AutoModelForImageTextToText.from_pretrained(path)  # doctest: +SKIP
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"out_dir {out} is not empty; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_model(tmp, family, seed)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(old / "model")  # move aside first: rename cannot replace a non-empty dir
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_model(tmp: Path, family: TinyFamily, seed: int) -> None:
+    tok = build_tiny_tokenizer()
+    model = _random_model(family, tok, seed)
+    with quiet_progress_bars():
+        model.save_pretrained(tmp)
+    _processor(family, tok).save_pretrained(tmp)
+    marker = {"family": family, "seed": seed, "build_version": BUILD_VERSION, "builder": __name__}
+    (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    # mkdtemp and the safetensors writer make owner-only files; a model is shared-readable.
+    tmp.chmod(0o755)
+    for f in tmp.iterdir():
+        f.chmod(0o644)
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Silence transformers' progress bars ("Loading weights", "Writing model shards")."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
