@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_tiny_model)
+
+    from zoom_agent.eval.cli import add_eval_parser
+
+    add_eval_parser(sub, agent_options=_agent_options, agent_config=_agent_config)
     return parser
 
 

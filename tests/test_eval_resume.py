@@ -1,0 +1,194 @@
+"""Resuming an evaluation: torn last lines, damaged files, cancellation and SIGKILL.
+
+The scenario (questions on metadata-only videos, a scripted model that zooms then answers,
+deterministic per question) is source text, so a child process and this one run the
+exact same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zoom_agent.eval import read_results, run_eval, write_report
+from zoom_agent.eval.results import RESULTS_FILE
+from zoom_agent.eval.tasks import Task
+
+SCENARIO = """
+import json
+import re
+from zoom_agent.agent import ZoomAgent
+from zoom_agent.config import AgentConfig, Budget
+from zoom_agent.models.scripted import ScriptedVLM
+from zoom_agent.types import OPTION_LETTERS, Question, Span, VideoInfo
+
+NUMBER = re.compile(r"Question number (\\d+)\\?")
+
+
+def scenario(n=40, latency=0.0):
+    infos = {
+        f"/videos/v{k}.mp4": VideoInfo(
+            path=f"/videos/v{k}.mp4", duration=60.0, fps=10.0, num_frames=600, width=320, height=240
+        )
+        for k in range(4)
+    }
+    questions = [
+        Question(
+            id=f"q{i:03d}", video=f"/videos/v{i % 4}.mp4", question=f"Question number {i}?",
+            options=("a", "b", "c", "d"), answer=i % 4,
+            gt_spans=(Span(start=float(i), end=float(i) + 6.0),), duration=60.0,
+            qtype=f"type{i % 3}", task="synthetic",
+        )
+        for i in range(n)
+    ]
+
+    def reply(request):
+        text = "\\n".join(t.text for t in request.turns if t.role == "user")
+        i = int(NUMBER.search(text).group(1))
+        if not any(t.role == "tool" for t in request.turns):  # coarse turn: zoom first
+            call = {"name": "temporal_zoom", "arguments": {"start": i, "end": i + 8}}
+            return f"<tool_call>{json.dumps(call)}</tool_call>"
+        letter = OPTION_LETTERS[i % 4 if i % 5 else (i + 2) % 4]
+        return f"<answer>{letter}</answer>\\n<glue>[({i + 1}.0, {i + 5 + i % 3}.0)]</glue>"
+
+    agent = ZoomAgent(ScriptedVLM(reply, latency=latency), AgentConfig(budget=Budget(visual_tokens=512)))
+    return agent, questions, infos
+"""
+
+
+def scenario(n: int = 40, latency: float = 0.0) -> tuple[Any, list, dict]:
+    namespace: dict[str, Any] = {}
+    exec(SCENARIO, namespace)  # the same source the child process runs
+    return namespace["scenario"](n, latency)
+
+
+def result_ids(out: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in (out / RESULTS_FILE).read_text().splitlines()]
+
+
+def report(out: Path, questions: list) -> dict:
+    task = Task("synthetic", "grounded_qa", lambda: questions)
+    doc = write_report(out, task, questions, read_results(out), model_label="scripted", plots=False)
+    return {k: doc[k] for k in ("counts", "metrics", "by_type", "rounds")}
+
+
+async def test_resume_after_a_torn_last_line_redoes_it_and_runs_only_the_rest(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(12)
+    await run_eval(agent, questions[:5], tmp_path, progress=False, infos=infos)
+    path = tmp_path / RESULTS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    torn = lines[4][: len(lines[4]) // 2]  # a kill in the middle of writing line 5
+    path.write_bytes(b"".join(lines[:4]) + torn)
+    calls_before = len(agent.model.requests)
+    summary = await run_eval(agent, questions, tmp_path, progress=False, infos=infos)
+    assert summary.torn_bytes == len(torn) and summary.resumed == 4 and summary.ran == 8
+    assert len(agent.model.requests) - calls_before == 8 * 2  # zoom + answer, only for the 8 not done
+    assert sorted(result_ids(tmp_path)) == [q.id for q in questions]
+    assert all(line.endswith(b"\n") for line in path.read_bytes().splitlines(keepends=True))
+
+
+async def test_a_whole_json_line_without_its_newline_is_torn_too(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(3)
+    await run_eval(agent, questions, tmp_path, progress=False, infos=infos)
+    path = tmp_path / RESULTS_FILE
+    path.write_bytes(path.read_bytes()[:-1])  # the write stopped just before "\n"
+    summary = await run_eval(agent, questions, tmp_path, progress=False, infos=infos)
+    assert summary.ran == 1 and sorted(result_ids(tmp_path)) == [q.id for q in questions]
+
+
+async def test_a_damaged_line_before_the_end_stops_with_a_clear_error(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(4)
+    await run_eval(agent, questions[:3], tmp_path, progress=False, infos=infos)
+    path = tmp_path / RESULTS_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "garbage\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match=r"results.jsonl: line 2 is not a result line"):
+        await run_eval(agent, questions, tmp_path, progress=False, infos=infos)
+
+
+async def test_errors_are_done_and_duplicates_are_counted_once(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(4)
+    await run_eval(agent, questions, tmp_path, progress=False, infos={})  # no info, no files: all errors
+    path = tmp_path / RESULTS_FILE
+    path.write_text(path.read_text() + path.read_text().splitlines(keepends=True)[0])
+    summary = await run_eval(agent, questions, tmp_path, progress=False, infos=infos)
+    assert (summary.ran, summary.errors, summary.duplicates, summary.missing) == (0, 4, 1, 0)
+    assert len(read_results(tmp_path)) == 4
+
+
+async def test_cancelled_mid_run_then_resumed_gives_every_question_once(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(30, latency=0.01)
+    run = asyncio.ensure_future(
+        run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos)
+    )
+    while not (tmp_path / RESULTS_FILE).is_file() or len(result_ids(tmp_path)) < 5:
+        await asyncio.sleep(0.005)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    partial = len(result_ids(tmp_path))
+    assert 5 <= partial < 30
+    summary = await run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos)
+    assert summary.resumed == partial and summary.ran == 30 - partial
+    assert sorted(result_ids(tmp_path)) == [q.id for q in questions]
+
+
+CHILD = (
+    SCENARIO
+    + """
+import asyncio, sys
+from zoom_agent.eval import run_eval
+
+agent, questions, infos = scenario(40, latency=0.05)
+asyncio.run(run_eval(agent, questions, sys.argv[1], concurrency=2, progress=False, infos=infos))
+"""
+)
+
+
+def run_child(out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(out)], stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    child = run_child(killed)
+    deadline = time.monotonic() + 60
+    while not (killed / RESULTS_FILE).is_file() or len(result_ids(killed)) < 6:
+        assert child.poll() is None, (
+            f"the child ended early: {child.stderr.read().decode() if child.stderr else ''}"
+        )
+        assert time.monotonic() < deadline, "the child wrote no results in 60 s"
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    done = (killed / RESULTS_FILE).read_bytes()
+    assert 0 < done.count(b"\n") < 40, "killed mid-run"
+
+    rerun = run_child(killed)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err.decode()
+    agent, questions, infos = scenario(40)
+    asyncio.run(run_eval(agent, questions, clean, concurrency=8, progress=False, infos=infos))
+
+    ids = result_ids(killed)
+    assert sorted(ids) == [q.id for q in questions]  # every question exactly once
+    assert (killed / RESULTS_FILE).read_bytes().startswith(done.rsplit(b"\n", 1)[0])  # nothing rewritten
+    assert report(killed, questions) == report(clean, questions)
+    assert report(clean, questions)["counts"] == {
+        "n": 40,
+        "answered": 40,
+        "unanswered": 0,
+        "errors": 0,
+        "missing": 0,
+    }

@@ -1,0 +1,293 @@
+"""``zoom-agent eval``: run a task, resume it, shard it, merge shards, write the report.
+
+The task is a nested subcommand, so one parser serves both forms::
+
+    zoom-agent eval synthetic --model oracle:0.2 --out runs/synth
+    zoom-agent eval nextgqa --ann data/nextgqa --video-root /videos --model ./ckpt --out runs/ngqa \\
+        --split val --concurrency 16 --shard 0/4
+    zoom-agent eval merge runs/ngqa runs/ngqa-0 runs/ngqa-1 runs/ngqa-2 runs/ngqa-3
+
+``--model oracle[:NOISE]`` answers from the ground truth (a pipeline check, labelled so in
+the report); any other spec (a model folder, a server URL) goes to `load_model`. Rerunning the same
+command resumes. ``eval merge OUT SHARD_DIR...`` merges shard folders of one run (they
+must share task, model and agent config, recorded in each ``run.json``) and writes the
+report over the whole selection; questions of a shard that never ran count as missing.
+
+The agent options (dialect, budget, zoom rounds) belong to the top-level command, which
+sits a floor above this module: it passes its option builder and config factory in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoom_agent.config import AgentConfig
+from zoom_agent.eval.report import REPORT_FILE, write_report
+from zoom_agent.eval.results import merge_results, read_results
+from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
+from zoom_agent.eval.tasks import TASKS, Task, get_task
+from zoom_agent.types import Question
+
+__all__ = ["add_eval_parser", "parse_shard"]
+
+AgentOptions = Callable[[argparse.ArgumentParser], None]
+AgentConfigFactory = Callable[[argparse.Namespace, str], AgentConfig]
+
+_TASK_HELP = {
+    "synthetic": "synthetic videos with known events (written to OUT/videos or --video-root)",
+    "nextgqa": "NExT-GQA: --ann folder with {split}.csv + gsub_{split}.json",
+    "rextime": "ReXTime: --ann jsonl (+ --options file for the answer metrics)",
+    "charades": "Charades-STA: --ann 'vid start end##sentence' file + --durations",
+    "videomme": "Video-MME multiple choice: --ann json/jsonl",
+    "mlvu": "MLVU multiple choice: --ann json",
+    "lvbench": "LVBench multiple choice: --ann video_info.meta.jsonl",
+}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects K/N such as 0/4, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def add_eval_parser(
+    subparsers: Any, *, agent_options: AgentOptions, agent_config: AgentConfigFactory
+) -> argparse.ArgumentParser:
+    """Register ``eval`` (one subcommand per task, plus ``merge``) on a subparsers object.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+        agent_options: adds the agent options (``--dialect``, ``--visual-tokens``, ...).
+        agent_config: builds the `AgentConfig` from parsed args and a model family.
+
+    Returns:
+        The ``eval`` parser. Each leaf sets ``args.run(args) -> int``.
+    """
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate on a benchmark (resumable, shardable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.set_defaults(run=lambda _args: _usage(ev))
+    tasks = ev.add_subparsers(dest="eval_command", metavar="{TASK,merge}")
+    common = argparse.ArgumentParser(add_help=False)
+    _run_options(common)
+    agent_options(common)
+    for name in TASKS:
+        p = tasks.add_parser(name, parents=[common], help=_TASK_HELP[name])
+        _task_options(p, name)
+        p.set_defaults(run=lambda args: _run(args, agent_config))
+    merge = tasks.add_parser("merge", help="merge shard folders of one run and write its report")
+    merge.add_argument("out", type=Path, help="the merged folder")
+    merge.add_argument("shards", type=Path, nargs="+", help="the shard folders")
+    merge.set_defaults(run=_merge)
+    return ev
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        help="oracle[:NOISE] (a pipeline check), a local model directory, or an http(s):// server URL",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="run folder: results.jsonl, report; rerun to resume"
+    )
+    p.add_argument("--concurrency", type=int, default=8, help="questions in flight")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--shard", type=parse_shard, default=None, help="K/N: questions i with i %% N == K")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic task and the oracle's noise")
+
+
+def _task_options(p: argparse.ArgumentParser, name: str) -> None:
+    needs_ann = name != "synthetic"
+    p.add_argument(
+        "--video-root", type=Path, default=None, required=needs_ann, help="folder the videos live under"
+    )
+    if needs_ann:
+        p.add_argument("--ann", type=Path, required=True, help="annotation file (nextgqa: folder)")
+    if name in ("nextgqa", "rextime", "charades"):
+        p.add_argument("--video-pattern", default=None, help="relative video path pattern, e.g. '{vid}.mp4'")
+    if name == "nextgqa":
+        p.add_argument("--split", choices=["val", "test"], default="val")
+        p.add_argument("--id-map", type=Path, default=None, help="map_vid_vidorID.json")
+    if name == "rextime":
+        p.add_argument("--options", type=Path, default=None, help="options file (enables Acc)")
+    if name == "charades":
+        p.add_argument("--durations", type=Path, required=True, help="CSV or JSON of video durations")
+    if name == "synthetic":
+        p.add_argument("--num-videos", type=int, default=8, help="synthetic videos (about 13 questions each)")
+
+
+def _task_from_args(args: argparse.Namespace) -> Task:
+    name = args.eval_command
+    paths = {
+        k: getattr(args, k, None)
+        for k in (
+            "ann",
+            "video_root",
+            "split",
+            "video_pattern",
+            "id_map",
+            "options",
+            "durations",
+            "num_videos",
+        )
+    }
+    if name == "synthetic":
+        paths["video_root"] = paths["video_root"] or args.out / "videos"
+        paths["seed"] = args.seed
+    return get_task(name, **{k: str(v) if isinstance(v, Path) else v for k, v in paths.items()})
+
+
+def _model(spec: str, questions: list[Question], seed: int) -> tuple[Any, str, str | None]:
+    """``(model, label, pipeline-check label or None)`` for a ``--model`` spec."""
+    if spec == "oracle" or spec.startswith("oracle:"):
+        from zoom_agent.models.oracle import OracleVLM
+
+        text = spec.partition(":")[2] or "0"
+        try:
+            noise = float(text)
+        except ValueError:
+            raise ValueError(f"--model oracle:NOISE needs a number in [0, 1], got {text!r}") from None
+        return OracleVLM(questions, noise=noise, seed=seed), f"oracle(noise={noise:g})", OracleVLM.label
+    from zoom_agent.models import load_model
+
+    return load_model(spec), spec, None
+
+
+def _run(args: argparse.Namespace, agent_config: AgentConfigFactory) -> int:
+    from zoom_agent.agent import ZoomAgent
+
+    task = _task_from_args(args)
+    questions = task.questions()
+    model, label, check = _model(args.model, questions, args.seed)
+    config = agent_config(args, getattr(model, "family", "qwen2_5_vl"))
+    # What must agree for results to share a file (and for shards to merge). The video root
+    # is left out: shards on other machines mount the videos elsewhere.
+    identity = {
+        "task": task.name,
+        "task_args": {k: v for k, v in task.args.items() if k != "video_root"},
+        "model": label,
+        "pipeline_check": check,
+        "agent_config": config.model_dump(mode="json"),
+    }
+    selection = {"limit": args.limit, "shard": list(args.shard) if args.shard else None}
+    paths = {"video_root": str(Path(task.args["video_root"]).resolve())}
+    try:
+        summary = asyncio.run(
+            run_eval(
+                ZoomAgent(model, config),
+                questions,
+                args.out,
+                concurrency=args.concurrency,
+                limit=args.limit,
+                shard=args.shard,
+                progress=not args.no_progress,
+                meta={"identity": identity, "selection": selection, "paths": paths},
+            )
+        )
+    except FolderInUseError as exc:  # a user error: one clear line, like the others
+        print(f"zoom-agent eval: error: {exc}", file=sys.stderr)
+        return 1
+    chosen = [q for _, q in select(questions, limit=args.limit, shard=args.shard)]
+    doc = write_report(
+        args.out, task, chosen, read_results(args.out), model_label=label, pipeline_check=check
+    )
+    print(
+        f"{task.name}: {summary.selected} questions ({summary.resumed} resumed, {summary.ran} run in "
+        f"{summary.elapsed_s:.1f} s): {summary.answered} answered, {summary.unanswered} unanswered, "
+        f"{summary.errors} errors"
+    )
+    _print_headline(task, doc, args.out)
+    if summary.selected and summary.errors == summary.selected:
+        print("every question failed: check --video-root and --model (see results.jsonl)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_headline(task: Task, doc: dict[str, Any], out: Path) -> None:
+    if doc["pipeline_check"]:
+        print(f"NOTE: {doc['pipeline_check']}")
+    metrics = doc["metrics"]
+    cells = [(title, metrics[key]) for title, key in task.headline if key in metrics]
+    print("  ".join(f"{title} {'–' if v is None else f'{v:.1f}'}" for title, v in cells))
+    print(f"report: {out / REPORT_FILE}")
+
+
+def _read_run(folder: Path) -> dict[str, Any]:
+    path = folder / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {RUN_FILE}: not a folder written by 'zoom-agent eval'")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or not isinstance(doc.get("identity"), dict):
+        raise ValueError(f"{path}: expected {{'identity': {{...}}, 'selection': {{...}}}}")
+    return doc
+
+
+def _merge(args: argparse.Namespace) -> int:
+    runs = [_read_run(d) for d in args.shards]
+    identity = runs[0]["identity"]
+    for folder, run in zip(args.shards, runs, strict=True):
+        if run["identity"] != identity:
+            raise ValueError(
+                f"{folder} holds another run than {args.shards[0]} (task, model or agent config differ)"
+            )
+    limits = {run.get("selection", {}).get("limit") for run in runs}
+    if len(limits) > 1:
+        raise ValueError(f"the shards ran with different --limit values: {sorted(limits, key=str)}")
+    shards = {tuple(s) for run in runs if (s := run.get("selection", {}).get("shard"))}
+    counts = {n for _, n in shards}
+    if len(counts) > 1:
+        raise ValueError(f"the shards split the task differently: {sorted(shards)}")
+    if counts and len(shards) < next(iter(counts)):
+        ran = sorted(k for k, _ in shards)
+        print(f"warning: only shards {ran} of {counts.pop()} were given: the rest count as missing")
+    summary = merge_results(args.shards, args.out)
+    video_root = Path(runs[0].get("paths", {}).get("video_root") or args.out / "videos")
+    if identity["task"] == "synthetic" and not video_root.is_dir():
+        video_root = args.out / "videos"  # the shard's videos are elsewhere: rebuild them here (seeded)
+    task = get_task(identity["task"], video_root=str(video_root), **identity["task_args"])
+    (limit,) = limits
+    chosen = [q for _, q in select(task.questions(), limit=limit)]
+    meta = {
+        "identity": identity,
+        "selection": {"limit": limit, "shard": None, "merged_from": [str(d) for d in args.shards]},
+        "paths": {"video_root": str(video_root.resolve())},
+    }
+    (args.out / RUN_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    doc = write_report(
+        args.out,
+        task,
+        chosen,
+        read_results(args.out),
+        model_label=identity["model"],
+        pipeline_check=identity.get("pipeline_check"),
+    )
+    print(
+        f"merged {summary.shards} shards: {summary.lines} questions, {summary.duplicates} duplicate lines, "
+        f"{len(summary.conflicts)} conflicting ids, {summary.torn_lines} torn lines skipped"
+    )
+    if summary.conflicts:
+        print(f"conflicting ids (first line kept): {', '.join(summary.conflicts[:10])}", file=sys.stderr)
+    _print_headline(task, doc, args.out)
+    return 0
