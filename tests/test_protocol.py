@@ -386,17 +386,14 @@ def test_prompt_snapshots(dialect: P.Dialect) -> None:
     _golden(f"prompts_{dialect}.txt", "\n\n=====\n\n".join(parts) + "\n")
 
 
-def test_clip_and_tool_result_snapshots() -> None:
+def test_clip_caption_snapshots() -> None:
     zoom = _clip("zoom", 12.0, 18.5, 16)
     parts = [
         P.clip_caption(_clip("coarse", 0.0, 60.0, 32)),
         P.clip_caption(zoom),
         P.clip_caption(_clip("context", 0.0, 60.0, 4)),
-        P.tool_result_text(zoom),
-        P.tool_result_text(zoom, requested=(12.0, 99.0)),
-        P.tool_result_text(None, error="start 9 is after end 2"),
     ]
-    _golden("clips_and_tool_results.txt", "\n".join(parts) + "\n")
+    _golden("clip_captions.txt", "\n".join(parts) + "\n")
     assert P.clip_caption(zoom) == "Zoomed video 12.0-18.5 s (16 frames, 448x252):"
 
 
@@ -407,8 +404,6 @@ def test_prompt_bad_inputs() -> None:
         P.question_prompt("  ", None)
     with pytest.raises(ValueError, match="options"):
         P.question_prompt("Why?", "ABCD")
-    with pytest.raises(ValueError, match="exactly one"):
-        P.tool_result_text(None)
 
 
 def test_prompt_layout_round_trips_through_the_parser() -> None:

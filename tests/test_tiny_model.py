@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from zoom_agent.models.chat_templates import CHAT_TEMPLATES
 from zoom_agent.models.tiny import (
-    CHAT_TEMPLATES,
     FAMILIES,
     MARKER_FILE,
     PROJECT_TAGS,

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
-import types
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,49 +51,6 @@ def video_path(tmp_path_factory: pytest.TempPathFactory) -> str:
         writer.write(frame)
     writer.release()
     return str(path)
-
-
-@dataclass
-class _Clip:
-    frames: np.ndarray
-    timestamps: tuple[float, ...]
-    frame_indices: tuple[int, ...]
-
-
-class _StandInVideo:
-    """cv2 reader with the API of zoom_agent.video, for when that module is not there yet."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def read_clip(self, ref: ClipRef) -> _Clip:
-        import cv2
-
-        if not Path(self.path).is_file():
-            raise FileNotFoundError(f"video file {self.path} does not exist")
-        cap = cv2.VideoCapture(self.path)
-        frames = []
-        for index in ref.frame_indices:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, bgr = cap.read()
-            assert ok, f"frame {index} of {self.path}"
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            frames.append(cv2.resize(rgb, (ref.width, ref.height), interpolation=cv2.INTER_AREA))
-        cap.release()
-        return _Clip(np.stack(frames), ref.timestamps, ref.frame_indices)
-
-
-@pytest.fixture(autouse=True)
-def _video_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import zoom_agent.video
-    except ImportError:
-        stand_in = types.ModuleType("zoom_agent.video")
-        stand_in.open_video = _StandInVideo  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "zoom_agent.video", stand_in)
-        import zoom_agent
-
-        monkeypatch.setattr(zoom_agent, "video", stand_in, raising=False)
 
 
 @pytest.fixture(scope="module")

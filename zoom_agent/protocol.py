@@ -659,31 +659,6 @@ def clip_caption(ref: ClipRef) -> str:
     return f"{prefix} {ref.span.start:.1f}-{ref.span.end:.1f} s ({size}):"
 
 
-def tool_result_text(
-    clip: ClipRef | None, *, requested: Interval | None = None, error: str | None = None
-) -> str:
-    """The zoom tool's text result (its frames follow in a user turn; vLLM drops tool images).
-
-    Args:
-        clip: the zoomed clip, or None when the call failed.
-        requested: the window the model asked for, to say when it was clamped.
-        error: why the call failed (shown to the model so it can try again).
-
-    Returns:
-        The text of the tool message.
-    """
-    if (clip is None) == (error is None):
-        raise ValueError("tool_result_text needs exactly one of clip or error")
-    if clip is None:
-        return f"{ZOOM_TOOL_NAME} error: {error}"
-    text = f"Zoomed in on {clip.span.start:.1f}-{clip.span.end:.1f} s; the frames follow."
-    if requested is not None and (
-        abs(requested[0] - clip.span.start) > 0.05 or abs(requested[1] - clip.span.end) > 0.05
-    ):
-        text = f"Requested {requested[0]:.1f}-{requested[1]:.1f} s, adjusted to the video. " + text
-    return text
-
-
 def format_reminder(dialect: Dialect = "tool") -> str:
     """The user text sent back when a turn could not be parsed."""
     _check_dialect(dialect)
