@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import random
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import cv2
@@ -43,7 +45,7 @@ def _pattern(i: int, w: int, h: int) -> np.ndarray:
 
 
 def write_mp4v(path: Path, n: int, w: int = 64, h: int = 48, fps: float = 30.0) -> Path:
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     assert vw.isOpened(), "OpenCV's mp4v writer is unavailable"
     for i in range(n):
         vw.write(_pattern(i, w, h))
@@ -65,7 +67,7 @@ def write_av(
 ) -> Path:
     """Encode n pattern frames with PyAV; ``pts_ms`` gives each frame's time (VFR)."""
     with av.open(str(path), "w", format=fmt) as out:
-        s = out.add_stream(codec, rate=rate)
+        s: Any = out.add_stream(codec, rate=rate)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         if gop:
             s.codec_context.gop_size = gop
@@ -85,7 +87,7 @@ def remux(src: Path, dst: Path, loops: int = 1, options: dict[str, str] | None =
     with av.open(str(src)) as inp, av.open(str(dst), "w", options=options or {}) as out:
         stream = inp.streams.video[0]
         ost = out.add_stream_from_template(stream)
-        packets = [p for p in inp.demux(stream) if p.size]
+        packets: list[Any] = [p for p in inp.demux(stream) if p.size]
         pts = sorted(p.pts for p in packets)
         period = pts[-1] - pts[0] + (pts[1] - pts[0] if len(pts) > 1 else 1)
         for loop in range(loops):
@@ -98,14 +100,22 @@ def remux(src: Path, dst: Path, loops: int = 1, options: dict[str, str] | None =
 
 
 def sequential(path: Path) -> list[np.ndarray]:
-    """Every frame of a sequential OpenCV decode, as RGB."""
-    cap = cv2.VideoCapture(str(path))
+    """Every frame of a sequential OpenCV decode, as RGB (cached per file version)."""
+    st = path.stat()
+    return _sequential(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _sequential(path: str, mtime_ns: int, size: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(path)
     frames = []
     while True:
         ok, f = cap.read()
         if not ok:
             break
-        frames.append(np.ascontiguousarray(f[..., ::-1]))
+        rgb = np.ascontiguousarray(f[..., ::-1])
+        rgb.flags.writeable = False  # shared by the cache: no test may paint on it
+        frames.append(rgb)
     cap.release()
     return frames
 
@@ -185,10 +195,12 @@ def test_pixel_exact_generated(vids: dict[str, Path], name: str) -> None:
 def test_pixel_exact_real_h264(path: Path) -> None:
     ref = sequential(needs(path))
     shared = VideoSource(path)
-    for seed in range(2):
-        for idx in _index_sets(len(ref), seed):
-            assert_exact(VideoSource(path).read_indices(idx), ref)
-            assert_exact(shared.read_indices(idx), ref)  # warm cache and a moved decoder
+    sets = _index_sets(len(ref), seed=0)
+    if path == BBB:  # 720p: whole-clip reads cost seconds of memory traffic, keep the sparse ones
+        sets = [*sets[2:], list(range(40, 70))]
+    for idx in sets:
+        assert_exact(VideoSource(path).read_indices(idx), ref)
+        assert_exact(shared.read_indices(idx), ref)  # warm cache and a moved decoder
 
 
 def test_far_frames_decode_only_their_gops(vids: dict[str, Path]) -> None:
@@ -202,12 +214,12 @@ def test_far_frames_decode_only_their_gops(vids: dict[str, Path]) -> None:
 
 def test_read_times_nearest_frame(vids: dict[str, Path]) -> None:
     src = VideoSource(vids["mp4v"])  # 30 fps, 40 frames
-    clip = src.read([0.0, 0.049, 0.051, 1.0, -5.0, 99.0, np.float32(0.5)])
+    clip = src.read([0.0, 0.049, 0.051, 1.0, -5.0, 99.0, cast(float, np.float32(0.5))])
     assert clip.frame_indices == (0, 1, 2, 30, 0, 39, 15)
     assert clip.timestamps == tuple(i / 30 for i in clip.frame_indices)
     assert_exact(clip, sequential(vids["mp4v"]))
     for bad in [float("nan"), float("inf"), "1.0"]:
-        with pytest.raises(VideoError, match="synthetic.mp4"):
+        with pytest.raises(VideoError, match=r"synthetic\.mp4"):
             src.read([bad])  # type: ignore[list-item]
 
 
@@ -337,7 +349,7 @@ def test_bad_paths(tmp_path: Path) -> None:
 
 def test_zero_frame_file(tmp_path: Path) -> None:
     path = tmp_path / "zero.mp4"
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (32, 24))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25, (32, 24))
     vw.release()  # header, no frames
     with pytest.raises(VideoError, match=r"zero\.mp4: .*(no video stream|no video frames|cannot be opened)"):
         VideoSource(path)
@@ -415,22 +427,21 @@ def test_one_pixel_video(tmp_path: Path) -> None:
     assert src.read_clip(ref).frames.shape == (ref.num_frames, 28, 28, 3)
 
 
-@pytest.mark.slow
 def test_ten_hour_video_metadata_only(tmp_path: Path) -> None:
-    # 10 h at 5 fps, 16x16: a 60 s libx264 clip (one keyframe per 12 s) looped by remux.
-    clip = write_av(tmp_path / "minute.mp4", 300, w=16, h=16, rate=5, gop=60)
+    # 10 h at 25 fps (900,000 frames), 16x16: a 60 s libx264 clip looped 600 times by remux.
+    clip = write_av(tmp_path / "minute.mp4", 1500, w=16, h=16, rate=25, gop=250)
     long = remux(clip, tmp_path / "ten_hours.mp4", loops=600)
     src = VideoSource(long)
-    assert src.info.num_frames == 180_000 and src.info.duration == pytest.approx(36_000)
-    assert src.stats.frames_decoded == 0
+    assert src.info.num_frames == 900_000 and src.info.duration == pytest.approx(36_000)
+    assert src.stats.frames_decoded == 0, "metadata must come from the container alone"
     ref = sequential(clip)
-    got = src.read_indices([179_999, 90_061, 3])
-    assert got.frame_indices == (179_999, 90_061, 3)
+    got = src.read_indices([899_999, 450_061, 3])
+    assert got.frame_indices == (899_999, 450_061, 3)
     for k, i in enumerate(got.frame_indices):
-        assert np.array_equal(got.frames[k], ref[i % 300])
-    assert src.stats.frames_decoded <= 3 * 60 + 3 * 4, "only the three GOPs are decoded"
+        assert np.array_equal(got.frames[k], ref[i % 1500])
+    assert src.stats.frames_decoded <= 3 * (250 + 4), "only the three GOPs are decoded"
     whole = plan_clip(src.info, src.info.whole, Budget())
-    assert whole.num_frames == 768 and whole.frame_indices[-1] == 179_999
+    assert whole.num_frames == 768 and whole.frame_indices[-1] == 899_999
 
 
 def test_variable_frame_rate(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Decoding internals of `zoom_agent.video`: probe a container, decode chosen frames, cache them.
+"""Decoding internals of `zoom_agent.video`: probe a container, decode chosen frames.
 
 Only `video.py` imports this module (it pulls in PyAV and OpenCV). Terms used below:
 
@@ -19,9 +19,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,11 +28,14 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
+from zoom_agent._frame_cache import DecodeStats, FrameCache
+
 log = logging.getLogger("zoom_agent.video")
 
-# Seeking restarts the decoder pipeline (a flush plus frame-thread warm-up): below this many
-# frames of saving, decoding forward is as cheap. Measured on 720p H.264, 2 cores.
-MIN_SEEK_GAIN = 4
+# Seeking restarts the decoder pipeline (a flush plus frame-thread warm-up): a seek plus its
+# first frame cost about 5-6 frames of forward decoding (720p H.264, 2 cores, measured), so
+# a seek must skip more than this many frames to pay off.
+MIN_SEEK_GAIN = 5
 # At most this many keyframe steps back when a seek lands after the wanted frame (B-frames
 # whose keyframe is displayed later than it is decoded); then decode from the start.
 _MAX_BACKOFF = 4
@@ -54,17 +56,6 @@ class Probe:
     seekable: bool  # container index + timestamps: keyframe seeking; else sequential decode
     vfr: bool
     notes: tuple[str, ...]
-
-
-@dataclass
-class DecodeStats:
-    """Counters for tests and benchmarks (not thread-safe on their own: read under the lock)."""
-
-    frames_decoded: int = 0
-    frames_converted: int = 0
-    seeks: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
 
 
 def _open(path: Path) -> Any:
@@ -124,8 +115,10 @@ def _count_packets(container: Any, stream: Any) -> int:
     return n
 
 
-def probe(path: Path) -> Probe:
+def probe(path: Path) -> tuple[Probe, Any]:
     """Read a video's metadata from its container without decoding it.
+
+    Returns the Probe and the open container (handed on to `FrameDecoder`).
 
     fps: the average rate (frames / stream duration) when the container has timestamps,
     else the codec's declared rate (raw streams: the demuxer's 25 fps default is a guess).
@@ -158,17 +151,20 @@ def probe(path: Path) -> Probe:
             notes.append(f"no container timestamps: fps {fps:g} is the stream's declared rate")
             count = count or _count_packets(container, stream)
         seekable = timed and len(stream.index_entries) > 0
-    finally:
+        if count <= 0 or not fps or fps <= 0:
+            raise MediaError(
+                f"contains no video frames (count {count}, fps {fps}); expected at least one frame"
+            )
+    except BaseException:
         container.close()
-    if count <= 0 or not fps or fps <= 0:
-        raise MediaError(f"contains no video frames (count {count}, fps {fps}); expected at least one frame")
+        raise
     vfr = bool(timed and guessed and avg and abs(guessed - avg) > 0.01 * avg)
     if vfr:
         notes.append(f"variable frame rate: average {avg:g} fps, base rate {guessed:g} fps")
     _cross_check(path, fps, count, notes)
     for note in notes:
         log.info("%s: %s", path, note)
-    return Probe(fps, count, width, height, seekable, vfr, tuple(notes))
+    return Probe(fps, count, width, height, seekable, vfr, tuple(notes)), container
 
 
 def _cross_check(path: Path, fps: float, count: int, notes: list[str]) -> None:
@@ -197,15 +193,16 @@ class FrameDecoder:
     the last keyframe shown at or before the frame.
     """
 
-    def __init__(self, path: Path, probe_: Probe) -> None:
+    def __init__(self, path: Path, probe_: Probe, container: Any = None) -> None:
         self.path, self.probe, self.stats = path, probe_, DecodeStats()
         self._container: Any = None
-        self._reopen()
+        self._reopen(container)
 
-    def _reopen(self) -> None:
+    def _reopen(self, container: Any = None) -> None:
+        """(Re)open the file, or adopt an open container (its demux position is then unknown)."""
         if self._container is not None:
             self._container.close()
-        self._container = _open(self.path)
+        self._container = container if container is not None else _open(self.path)
         self._stream = self._container.streams.video[0]
         # Frame threads hide most of H.264's cost; one per core (capped) was fastest on 2 cores.
         self._stream.thread_type = "AUTO"
@@ -259,7 +256,7 @@ class FrameDecoder:
             self._seek(t, self._key_pts - 1 if attempt < _MAX_BACKOFF else None)
         return None
 
-    def _advance(self, t: int) -> Any | None | bool:
+    def _advance(self, t: int) -> Any | bool | None:
         """Decode forward to slot t: its frame, None if the file ends first, False if t was passed."""
         assert self._frames is not None
         while True:
@@ -356,29 +353,24 @@ def to_rgb(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
-@dataclass
-class FrameCache:
-    """LRU cache of native RGB frames keyed by slot, bounded by bytes. Callers hold the lock."""
+def fetch(decoder: FrameDecoder, cache: FrameCache, wanted: Iterable[int]) -> dict[int, np.ndarray]:
+    """Native RGB frames for the wanted indices: from the cache, else decoded and cached.
 
-    max_bytes: int
-    _items: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)
-    nbytes: int = 0
-
-    def get(self, slot: int) -> np.ndarray | None:
-        arr = self._items.get(slot)
+    Decodes in ascending order so that dense frames share one run. The caller holds the
+    source's lock. Indices whose frames do not exist are absent from the result.
+    """
+    found: dict[int, np.ndarray] = {}
+    stats = decoder.stats
+    for i in sorted(set(wanted)):
+        arr = cache.get(i)
         if arr is not None:
-            self._items.move_to_end(slot)
-        return arr
-
-    def put(self, slot: int, arr: np.ndarray) -> None:
-        if arr.nbytes > self.max_bytes or slot in self._items:
-            return
-        arr.flags.writeable = False  # shared between clips: nobody may paint on it
-        self._items[slot] = arr
-        self.nbytes += arr.nbytes
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
+            stats.cache_hits += 1
+            found[i] = arr
+            continue
+        stats.cache_misses += 1
+        frame = decoder.frame_at(i)
+        if frame is not None:
+            found[i] = arr = to_rgb(frame)
+            stats.frames_converted += 1
+            cache.put(i, arr)
+    return found

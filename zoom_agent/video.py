@@ -11,10 +11,6 @@ Decoding uses PyAV (FFmpeg), whose RGB conversion gives the same pixels as OpenC
 ``VideoCapture.read``; OpenCV cross-checks the metadata and resizes. Both are imported
 lazily, so `import zoom_agent.video` stays light.
 
-Example:
-    >>> src = open_video("clip.mp4")  # doctest: +SKIP
-    >>> ref = plan_clip(src.info, Span(start=12.0, end=22.0), Budget(), role="zoom")  # doctest: +SKIP
-    >>> clip = src.read_clip(ref)  # (N, ref.height, ref.width, 3) uint8 RGB  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,16 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from zoom_agent import spans
+from zoom_agent._frame_cache import DecodeStats, FrameCache, resize
 from zoom_agent.config import Budget
 from zoom_agent.types import ClipRef, Span, VideoInfo
-
-if TYPE_CHECKING:
-    from zoom_agent._decode import DecodeStats
 
 MAX_ASPECT_RATIO = 200  # qwen-vl-utils MAX_RATIO
 MAX_OPEN_SOURCES = 64  # open_video keeps this many files open (LRU)
@@ -44,9 +38,6 @@ _FRAME_EPS = 1e-6  # frames: float slack when a span edge falls exactly on a fra
 
 class VideoError(ValueError):
     """A video file cannot be used; the message names the path and what was expected."""
-
-
-# --------------------------------------------------------------------------- planning
 
 
 def _round_by(x: float, f: int) -> int:
@@ -182,7 +173,8 @@ def plan_clip(
     rate = budget.fps if fps is None else float(fps)
     if not (math.isfinite(rate) and rate > 0):
         raise ValueError(f"plan_clip fps must be a positive finite number, got {fps!r}")
-    cap = max_frames if max_frames is not None else budget.zoom_max_frames if role == "zoom" else budget.max_frames
+    default_cap = budget.zoom_max_frames if role == "zoom" else budget.max_frames
+    cap = default_cap if max_frames is None else max_frames
     if cap < 1:
         raise ValueError(f"plan_clip max_frames must be >= 1, got {max_frames!r}")
     clamped = spans.clamp(span, info.duration)
@@ -211,9 +203,6 @@ def plan_clip(
     )
 
 
-# --------------------------------------------------------------------------- decoding
-
-
 @dataclass(frozen=True, eq=False)
 class Clip:
     """Decoded frames: ``frames`` (N, H, W, 3) uint8 RGB; ``timestamps[i] = frame_indices[i] / fps``."""
@@ -238,16 +227,6 @@ def _resolve(path: str | Path) -> Path:
     if not p.is_file():
         raise VideoError(f"{p}: not a regular file; expected a video file")
     return p
-
-
-def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    if frame.shape[1] == width and frame.shape[0] == height:
-        return frame
-    shrink = width * height < frame.shape[0] * frame.shape[1]  # by area when one side grows
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-    return cv2.resize(frame, (width, height), interpolation=interp)
 
 
 class VideoSource:
@@ -281,21 +260,16 @@ class VideoSource:
 
         self.path = _resolve(path)
         try:
-            probe = _decode.probe(self.path)
-            self._decoder = _decode.FrameDecoder(self.path, probe)
+            probe, container = _decode.probe(self.path)
+            self._decoder = _decode.FrameDecoder(self.path, probe, container)
         except _decode.MediaError as e:
             raise VideoError(f"{self.path}: {e}") from e
-        self._info = VideoInfo(
-            path=str(self.path),
-            duration=probe.num_frames / probe.fps,
-            fps=probe.fps,
-            num_frames=probe.num_frames,
-            width=probe.width,
-            height=probe.height,
-        )
+        n, fps, w, h = probe.num_frames, probe.fps, probe.width, probe.height
+        path_s = str(self.path)
+        self._info = VideoInfo(path=path_s, duration=n / fps, fps=fps, num_frames=n, width=w, height=h)
         self.notes: tuple[str, ...] = probe.notes
         self.vfr: bool = probe.vfr
-        self._cache = _decode.FrameCache(max(0, cache_bytes))
+        self._cache = FrameCache(max(0, cache_bytes))
         self._lock = threading.Lock()
 
     @property
@@ -333,7 +307,7 @@ class VideoSource:
             A Clip at native size, in the order asked (see `read_indices`).
         """
         last = self._info.num_frames - 1
-        indices = []
+        indices: list[int] = []
         for t in times:
             if not isinstance(t, Real) or not math.isfinite(t):
                 raise VideoError(f"{self.path}: frame time {t!r} is not a finite number of seconds")
@@ -353,27 +327,14 @@ class VideoSource:
             VideoError: an index out of range or not an integer, an empty request, or no
                 requested frame could be decoded.
         """
-        wanted = self._check_indices(indices)
-        found: dict[int, np.ndarray] = {}
-        with self._lock:
-            from zoom_agent import _decode
+        from zoom_agent import _decode
 
-            stats = self._decoder.stats
-            for i in sorted(set(wanted)):
-                arr = self._cache.get(i)
-                if arr is not None:
-                    stats.cache_hits += 1
-                    found[i] = arr
-                    continue
-                stats.cache_misses += 1
-                try:
-                    frame = self._decoder.frame_at(i)
-                except _decode.MediaError as e:
-                    raise VideoError(f"{self.path}: {e}") from e
-                if frame is not None:
-                    found[i] = arr = _decode.to_rgb(frame)
-                    stats.frames_converted += 1
-                    self._cache.put(i, arr)
+        wanted = self._check_indices(indices)
+        with self._lock:
+            try:
+                found = _decode.fetch(self._decoder, self._cache, wanted)
+            except _decode.MediaError as e:
+                raise VideoError(f"{self.path}: {e}") from e
         keep = tuple(i for i in wanted if i in found)
         if not keep:
             raise VideoError(
@@ -394,12 +355,12 @@ class VideoSource:
         if Path(ref.path).expanduser().resolve() != self.path:
             raise VideoError(f"{self.path}: asked to read a clip of another file, {ref.path}")
         clip = self.read_indices(ref.frame_indices)
-        frames = np.stack([_resize(f, ref.width, ref.height) for f in clip.frames])
+        frames = np.stack([resize(f, ref.width, ref.height) for f in clip.frames])
         return Clip(frames, clip.timestamps, clip.frame_indices)
 
     def _check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
         n = self._info.num_frames
-        out = []
+        out: list[int] = []
         for i in indices:
             if isinstance(i, bool) or not isinstance(i, Integral) or not 0 <= i < n:
                 raise VideoError(f"{self.path}: frame index {i!r} is not an integer in [0, {n})")
@@ -412,8 +373,6 @@ class VideoSource:
 def _brief(indices: Sequence[int]) -> str:
     return str(list(indices[:8]))[:-1] + (", ...]" if len(indices) > 8 else "]")
 
-
-# --------------------------------------------------------------------------- sharing
 
 _SOURCES: OrderedDict[str, tuple[tuple[int, int], VideoSource]] = OrderedDict()
 _SOURCES_LOCK = threading.Lock()

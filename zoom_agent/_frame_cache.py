@@ -1,0 +1,64 @@
+"""The frame cache and decode counters behind `zoom_agent.video.VideoSource`.
+
+Pure NumPy (OpenCV only inside `resize`), so it imports cheaply; `_decode` fills it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DecodeStats:
+    """Counters for tests and benchmarks (updated under the source's lock)."""
+
+    frames_decoded: int = 0
+    frames_converted: int = 0
+    seeks: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+@dataclass
+class FrameCache:
+    """LRU cache of native RGB frames keyed by frame index, bounded by bytes.
+
+    Not locked itself: the owning VideoSource holds its lock around every call.
+    """
+
+    max_bytes: int
+    _items: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)
+    nbytes: int = 0
+
+    def get(self, index: int) -> np.ndarray | None:
+        arr = self._items.get(index)
+        if arr is not None:
+            self._items.move_to_end(index)
+        return arr
+
+    def put(self, index: int, arr: np.ndarray) -> None:
+        if arr.nbytes > self.max_bytes or index in self._items:
+            return
+        arr.flags.writeable = False  # shared between clips: nobody may paint on it
+        self._items[index] = arr
+        self.nbytes += arr.nbytes
+        while self.nbytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an (H, W, 3) frame: INTER_AREA when the area shrinks, INTER_CUBIC when it grows."""
+    import cv2
+
+    if frame.shape[1] == width and frame.shape[0] == height:
+        return frame
+    shrink = width * height < frame.shape[0] * frame.shape[1]  # by area when one side grows
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(frame, (width, height), interpolation=interp)
