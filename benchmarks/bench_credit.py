@@ -19,6 +19,7 @@ from functools import partial
 from typing import TypedDict
 
 import torch
+
 from zoom_agent.training._credit_reference import reference_token_selective_advantages
 from zoom_agent.training.credit import CHANNELS, token_selective_advantages
 
@@ -107,6 +108,39 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, ms, speedup in rows:
         print(f"| {name} | {ms:.2f} | {speedup:.0f}x |")
+    step_time_split()
+
+
+def step_time_split(steps: int = 6) -> None:
+    """The tiny model's GRPO step time, split into rollout, rewards, credit, forward/backward.
+
+    Runs the ``tiny-cpu`` recipe (8 rollouts of one question per step, 16-token replies, the
+    KL reference on) for ``steps + 1`` steps in a temporary folder and averages the
+    ``time/*`` metrics of all but the first step (it fills the frame cache and warms up).
+    ``fwd_bwd`` includes re-rendering the trajectories (``render``) and the reference's
+    forward pass (``ref``), shown indented.
+    """
+    import tempfile
+
+    from zoom_agent.training.config import load_recipe
+    from zoom_agent.training.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_recipe("tiny-cpu", [f"output_dir={tmp}", f"max_steps={steps + 1}", "progress=false"])
+        history = Trainer(config).train()[1:]
+    mean = {k: statistics.mean(m.get(f"time/{k}", 0.0) for m in history) for k in _STEP_PHASES}
+    print(
+        f"\n# tiny-cpu GRPO step ({config.group_size} rollouts x 1 question, <= {config.agent.max_tokens} "
+        f"tokens each), mean of {len(history)} steps, {torch.get_num_threads()} threads\n"
+    )
+    print("| phase | ms per step | share |")
+    print("|---|---:|---:|")
+    for name in _STEP_PHASES:
+        label = f"  {name} (in fwd_bwd)" if name in ("render", "ref") else name
+        print(f"| {label} | {mean[name] * 1e3:.0f} | {mean[name] / mean['step']:.0%} |")
+
+
+_STEP_PHASES = ("rollout", "rewards", "credit", "fwd_bwd", "render", "ref", "step")
 
 
 if __name__ == "__main__":

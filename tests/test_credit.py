@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+
 from zoom_agent.training._credit_reference import reference_token_selective_advantages
 from zoom_agent.training.credit import (
     CHANNELS,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from zoom_agent.training.loss import AGGREGATIONS, policy_loss
 
 # Ratios pi/pi_old with old logprobs 0; clip range [0.8, 1.28] (their code).
