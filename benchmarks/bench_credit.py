@@ -98,9 +98,7 @@ def main() -> None:
         )
         fast_ms, fast = _time_ms(partial(token_selective_advantages, **inputs, variant=variant), args.repeats)
         if not torch.allclose(fast.double(), ref, rtol=1e-6, atol=1e-6):
-            raise SystemExit(
-                f"variant {variant}: results differ, max |diff| {(fast.double() - ref).abs().max()}"
-            )
+            raise SystemExit(f"variant {variant}: results differ, max |diff| {(fast.double() - ref).abs().max()}")
         rows.append((f"reference loop, variant {variant}", ref_ms, 1.0))
         rows.append((f"vectorised, variant {variant}", fast_ms, ref_ms / fast_ms))
     print("results identical (allclose rtol=atol=1e-6) for both variants\n")

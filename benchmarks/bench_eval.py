@@ -199,9 +199,7 @@ def main() -> None:
     run = asyncio.run(throughput(args.questions, args.capacity, args.latency))
     bare = asyncio.run(bare_loop(int(run["calls"]), args.capacity, args.latency))
     print(f"run_eval: {run['calls']:.0f} calls in {run['seconds']:.2f} s; bare loop {bare['seconds']:.2f} s")
-    mem = {
-        mode: memory_in_child(mode, args.memory_questions, args.checkpoint) for mode in ("runner", "abatch")
-    }
+    mem = {mode: memory_in_child(mode, args.memory_questions, args.checkpoint) for mode in ("runner", "abatch")}
     print(json.dumps(mem, indent=1))
 
     setup = f"{args.questions:,} q, C={args.capacity}, {args.latency * 1000:.0f} ms"

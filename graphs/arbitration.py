@@ -20,9 +20,7 @@ def _token_logprobs(completion: Completion, start: int, end: int) -> list[float]
     if completion.logprobs is None or completion.token_offsets is None:
         return []
     return [
-        lp
-        for (a, b), lp in zip(completion.token_offsets, completion.logprobs, strict=False)
-        if a < end and start < b
+        lp for (a, b), lp in zip(completion.token_offsets, completion.logprobs, strict=False) if a < end and start < b
     ]
 
 
@@ -54,9 +52,7 @@ def span_confidence(completion: Completion, parsed: Parsed) -> float | None:
     return math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
 
 
-def arbitrate(
-    turns: Sequence[TurnTrace], *, use_confidence: bool = True
-) -> tuple[TurnTrace, TurnTrace] | None:
+def arbitrate(turns: Sequence[TurnTrace], *, use_confidence: bool = True) -> tuple[TurnTrace, TurnTrace] | None:
     """Pick the turn whose answer and the turn whose spans become the final result.
 
     Args:

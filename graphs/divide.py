@@ -61,18 +61,14 @@ async def run_chunk(task: ChunkTask, runtime: Runtime[ZoomContext]) -> dict[str,
             content=(
                 protocol.clip_caption(clip),
                 clip,
-                protocol.question_prompt(
-                    question.question, question.options, dialect=config.dialect, allow_zoom=False
-                ),
+                protocol.question_prompt(question.question, question.options, dialect=config.dialect, allow_zoom=False),
             ),
         ),
     ]
     try:
         _, _, trace = await ask_model(ctx, question, turns, 0)
     except Exception as exc:  # one failed chunk does not sink the question
-        trace = TurnTrace(
-            round=0, text=f"[chunk {task['index']} failed: {type(exc).__name__}: {exc}]", clips=(clip,)
-        )
+        trace = TurnTrace(round=0, text=f"[chunk {task['index']} failed: {type(exc).__name__}: {exc}]", clips=(clip,))
     return {"trace": [trace]}
 
 
@@ -82,12 +78,8 @@ def select_chunks(chunks: list[TurnTrace], config: AgentConfig) -> list[TurnTrac
     Without logprobs every confidence is unknown; chunks then keep their video order.
     """
     answering = [t for t in chunks if t.answer is not None]
-    ranked = sorted(
-        answering, key=lambda t: -(t.answer_confidence if t.answer_confidence is not None else -1.0)
-    )
-    kept = [
-        t for t in ranked if t.answer_confidence is None or t.answer_confidence >= config.min_chunk_confidence
-    ]
+    ranked = sorted(answering, key=lambda t: -(t.answer_confidence if t.answer_confidence is not None else -1.0))
+    kept = [t for t in ranked if t.answer_confidence is None or t.answer_confidence >= config.min_chunk_confidence]
     return kept[: config.top_k_chunks]
 
 
@@ -108,9 +100,7 @@ async def fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str
         if z.clip is not None:
             content += [protocol.clip_caption(z.clip), z.clip]
     content.append(
-        protocol.question_prompt(
-            question.question, question.options, dialect=config.dialect, allow_zoom=False
-        )
+        protocol.question_prompt(question.question, question.options, dialect=config.dialect, allow_zoom=False)
     )
     turns = [
         Turn(role="system", content=(protocol.system_prompt(config.dialect, max_zoom_rounds=0),)),

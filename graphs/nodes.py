@@ -88,13 +88,12 @@ async def ask_model(
 async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     """One model turn of the conversation, then decide what comes next."""
     try:
-        text, parsed, trace = await ask_model(
-            runtime.context, state["question"], state["turns"], state.get("round", 0)
-        )
+        text, parsed, trace = await ask_model(runtime.context, state["question"], state["turns"], state.get("round", 0))
     except Exception as exc:
         return {"error": f"model failed: {type(exc).__name__}: {exc}", "next": "finalize"}
-    update: dict[str, Any] = {"turns": [Turn(role="assistant", content=(text,))], "trace": [trace]}
-    return update | _decide(state, runtime.context.config, parsed)
+    decision = _decide(state, runtime.context.config, parsed)
+    reply = Turn(role="assistant", content=(text,))  # kept even when unreadable: the model sees what it wrote
+    return decision | {"turns": [reply, *decision.get("turns", [])], "trace": [trace]}
 
 
 def _spans(pairs: list[tuple[float, float]]) -> tuple[Span, ...]:

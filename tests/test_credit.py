@@ -59,9 +59,7 @@ def test_vectorised_equals_reference_over_seeds(variant: str) -> None:
         inputs = _random_batch(seed)
         channel_regions = _random_channel_regions(seed)
         fast = token_selective_advantages(**inputs, variant=variant, channel_regions=channel_regions)
-        slow = reference_token_selective_advantages(
-            **inputs, variant=variant, channel_regions=channel_regions
-        )
+        slow = reference_token_selective_advantages(**inputs, variant=variant, channel_regions=channel_regions)
         assert fast.dtype == torch.float64 and fast.shape == slow.shape
         assert torch.isfinite(fast).all()
         assert torch.allclose(fast, slow, rtol=1e-6, atol=1e-6), f"seed {seed}: {(fast - slow).abs().max()}"
@@ -154,15 +152,11 @@ def test_variant_b_span_tokens_get_only_grounding_and_shared_channels() -> None:
 def test_custom_channel_regions_route_a_channel() -> None:
     inputs, _ = _hand_group()
     # IoU credited to span tokens only (not reasoning): reasoning tokens get 0.
-    adv = token_selective_advantages(
-        _rewards(iou=(0.8, 0.2)), **inputs, variant="A", channel_regions={"iou": ["span"]}
-    )
+    adv = token_selective_advantages(_rewards(iou=(0.8, 0.2)), **inputs, variant="A", channel_regions={"iou": ["span"]})
     i_hat = 0.3 / (0.6 / math.sqrt(2) + EPS)
     assert torch.allclose(adv[0], torch.tensor([0, 0, i_hat / 3, i_hat / 3, 0, 0], dtype=torch.float64))
     # An empty list credits the channel to no token at all.
-    adv = token_selective_advantages(
-        _rewards(iou=(0.8, 0.2)), **inputs, variant="B", channel_regions={"iou": []}
-    )
+    adv = token_selective_advantages(_rewards(iou=(0.8, 0.2)), **inputs, variant="B", channel_regions={"iou": []})
     assert (adv == 0).all()
 
 
@@ -170,10 +164,7 @@ def test_custom_channel_regions_route_a_channel() -> None:
 def test_zero_variance_group_gives_zeros_not_nan(variant: str) -> None:
     inputs, _ = _hand_group()
     # 0.1 etc. are not exact in binary: a naive (r - mean) / (0 + eps) would give noise / 1e-6.
-    same = {
-        k: torch.tensor([v, v], dtype=torch.float32)
-        for k, v in zip(CHANNELS, (0.1, 0.7, 0.3, 1.0), strict=True)
-    }
+    same = {k: torch.tensor([v, v], dtype=torch.float32) for k, v in zip(CHANNELS, (0.1, 0.7, 0.3, 1.0), strict=True)}
     adv = token_selective_advantages(same, **inputs, variant=variant)
     assert torch.equal(adv, torch.zeros(2, 6))
 

@@ -191,10 +191,7 @@ def test_rextime_real_file_grounding_only() -> None:
 def test_rextime_with_an_options_file(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in _need(REXTIME).read_text().splitlines()][:20]
     (tmp_path / "g.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    opts = [
-        {"qid": r["qid"], "options": [f"{r['qid']} option {k}" for k in range(4)], "ans": r["ans"]}
-        for r in rows
-    ]
+    opts = [{"qid": r["qid"], "options": [f"{r['qid']} option {k}" for k in range(4)], "ans": r["ans"]} for r in rows]
     opts[0]["ans"] = None  # the answer may come from the benchmark jsonl alone
     opts[1]["ans"] = "ABCD".index(rows[1]["ans"])  # or as an index
     (tmp_path / "o.jsonl").write_text("\n".join(json.dumps(o) for o in opts))

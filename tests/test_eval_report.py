@@ -21,9 +21,7 @@ from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def question(
-    i: int, *, answer: int | None = 0, spans: tuple[tuple[float, float], ...] = ((10.0, 20.0),)
-) -> Question:
+def question(i: int, *, answer: int | None = 0, spans: tuple[tuple[float, float], ...] = ((10.0, 20.0),)) -> Question:
     return Question(
         id=f"v{i}_{i}",
         video=f"/v/{i}.mp4",
@@ -36,9 +34,7 @@ def question(
     )
 
 
-def line(
-    qid: str, status: str = "answered", answer: str | None = "A", spans=((10.0, 20.0),), text: str = ""
-) -> dict:
+def line(qid: str, status: str = "answered", answer: str | None = "A", spans=((10.0, 20.0),), text: str = "") -> dict:
     result = GroundedAnswer(
         question_id=qid,
         status=status,  # type: ignore[arg-type]
@@ -101,9 +97,7 @@ def test_rextime_grounding_only_leaves_the_answer_metrics_out() -> None:
 def test_charades_task_loads_files_and_scores(tmp_path: Path) -> None:
     (tmp_path / "ann.txt").write_text("AAA 1.0 5.0##a person opens a door\nBBB 2.0 4.0##a person sits\n")
     (tmp_path / "durations.csv").write_text("id,length\nAAA,30\nBBB,20\n")
-    task = get_task(
-        "charades", ann=tmp_path / "ann.txt", durations=tmp_path / "durations.csv", video_root=tmp_path
-    )
+    task = get_task("charades", ann=tmp_path / "ann.txt", durations=tmp_path / "durations.csv", video_root=tmp_path)
     qs = task.questions()
     assert [q.id for q in qs] == ["AAA_0", "BBB_1"]
     m = task.metrics(qs, [line("AAA_0", answer=None, spans=((1.0, 5.0),))])

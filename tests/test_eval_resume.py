@@ -127,9 +127,7 @@ async def test_errors_are_done_and_duplicates_are_counted_once(tmp_path: Path) -
 
 async def test_cancelled_mid_run_then_resumed_gives_every_question_once(tmp_path: Path) -> None:
     agent, questions, infos = scenario(30, latency=0.01)
-    run = asyncio.ensure_future(
-        run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos)
-    )
+    run = asyncio.ensure_future(run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos))
     while not (tmp_path / RESULTS_FILE).is_file() or len(result_ids(tmp_path)) < 5:
         await asyncio.sleep(0.005)
     run.cancel()
@@ -164,9 +162,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
     child = run_child(killed)
     deadline = time.monotonic() + 60
     while not (killed / RESULTS_FILE).is_file() or len(result_ids(killed)) < 6:
-        assert child.poll() is None, (
-            f"the child ended early: {child.stderr.read().decode() if child.stderr else ''}"
-        )
+        assert child.poll() is None, f"the child ended early: {child.stderr.read().decode() if child.stderr else ''}"
         assert time.monotonic() < deadline, "the child wrote no results in 60 s"
         time.sleep(0.01)
     os.kill(child.pid, signal.SIGKILL)

@@ -92,9 +92,7 @@ async def test_one_line_per_question_with_trace_and_timings(tmp_path: Path) -> N
 
 async def test_limit_and_shard_select_the_right_questions(tmp_path: Path) -> None:
     questions, infos = make_questions(30)
-    summary = await run_eval(
-        agent(), questions, tmp_path, limit=10, shard=(1, 3), progress=False, infos=infos
-    )
+    summary = await run_eval(agent(), questions, tmp_path, limit=10, shard=(1, 3), progress=False, infos=infos)
     assert sorted(line["id"] for line in lines_of(tmp_path)) == ["q001", "q004", "q007"]
     assert summary.selected == 3
     assert [i for i, _ in select(questions, limit=10, shard=(1, 3))] == [1, 4, 7]

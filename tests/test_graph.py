@@ -71,9 +71,7 @@ def test_out_of_range_zoom_is_clamped_and_bad_arguments_come_back_as_text():
 
 def test_round_cap_then_reminder_then_unanswered():
     model = ScriptedVLM(lambda req: zoom_call(1, 5))
-    _, result = run(
-        model, AgentConfig(budget=Budget(visual_tokens=1024), max_zoom_rounds=2, format_retries=1)
-    )
+    _, result = run(model, AgentConfig(budget=Budget(visual_tokens=1024), max_zoom_rounds=2, format_retries=1))
     assert len(model.requests) == 4  # coarse, two zoom rounds, one reminder
     assert "no zoom rounds left" in model.requests[3].turns[-1].text
     assert result.status == "unanswered" and result.answer is None and result.rounds == 2
@@ -104,7 +102,8 @@ def test_unparsable_turn_is_retried_once_then_unanswered():
     model = ScriptedVLM(["I think it is green.", answer("B")])
     _, result = run(model)
     assert result.answer == "B" and len(model.requests) == 2
-    assert model.requests[1].turns[-1].role == "user"
+    assert [(t.role, t.text) for t in model.requests[1].turns[-2:-1]] == [("assistant", "I think it is green.")]
+    assert model.requests[1].turns[-1].role == "user" and "could not be read" in model.requests[1].turns[-1].text
 
     model = ScriptedVLM(["no idea", "still no idea"])
     _, result = run(model)
@@ -123,39 +122,29 @@ def _with_confidence(text: str, letter_logprob: float, span_logprob: float) -> C
     glue_from, glue_to = text.index("<glue>"), text.index("</glue>") + len("</glue>")
     logprobs = []
     for i in range(len(text)):
-        logprobs.append(
-            letter_logprob if i == letter_at else span_logprob if glue_from <= i < glue_to else 0.0
-        )
+        logprobs.append(letter_logprob if i == letter_at else span_logprob if glue_from <= i < glue_to else 0.0)
     offsets = tuple((i, i + 1) for i in range(len(text)))
-    return Completion(
-        text=text, token_ids=tuple(range(len(text))), logprobs=tuple(logprobs), token_offsets=offsets
-    )
+    return Completion(text=text, token_ids=tuple(range(len(text))), logprobs=tuple(logprobs), token_offsets=offsets)
 
 
 @pytest.mark.parametrize(
     ("coarse_lp", "fine_lp", "expected_answer", "expected_spans"),
     [(-0.1, -2.0, "A", (10.0, 20.0)), (-2.0, -0.1, "B", (12.0, 14.0))],
 )
-def test_zoomzero_arbitrates_coarse_and_fine_by_confidence(
-    coarse_lp, fine_lp, expected_answer, expected_spans
-):
+def test_zoomzero_arbitrates_coarse_and_fine_by_confidence(coarse_lp, fine_lp, expected_answer, expected_spans):
     coarse = _with_confidence(
         "<think>around <time>(10.0, 20.0)</time></think>\n<answer>A</answer>\n<glue>[(10.0, 20.0)]</glue>",
         coarse_lp,
         -0.5,
     )
-    fine = _with_confidence(
-        "<think>seen</think>\n<answer>B</answer>\n<glue>[(12.0, 14.0)]</glue>", fine_lp, -0.5
-    )
+    fine = _with_confidence("<think>seen</think>\n<answer>B</answer>\n<glue>[(12.0, 14.0)]</glue>", fine_lp, -0.5)
     model = ScriptedVLM([coarse, fine])
     config = AgentConfig(dialect="zoomzero", budget=Budget(visual_tokens=1024), zoom_pad=2.0)
     _, result = run(model, config)
     assert len(model.requests) == 2 and result.rounds == 1
     assert result.zooms[0].clip is not None and result.zooms[0].clip.span.as_tuple() == (8.0, 22.0)  # padded
     assert result.answer == expected_answer and result.spans[0].as_tuple() == expected_spans
-    assert result.answer_confidence == pytest.approx(
-        min(1.0, 2.718281828 ** max(coarse_lp, fine_lp)), rel=1e-6
-    )
+    assert result.answer_confidence == pytest.approx(min(1.0, 2.718281828 ** max(coarse_lp, fine_lp)), rel=1e-6)
 
 
 def test_model_failure_and_bad_video_become_error_results():
@@ -203,8 +192,7 @@ def test_abatch_runs_sixteen_questions_concurrently_and_keeps_order():
     agent = ZoomAgent(model, CONFIG)
     agent._input = lambda q, info: {"question": q, "info": INFO}  # type: ignore[method-assign]
     questions = [
-        QUESTION.model_copy(update={"id": f"q{i}", "question": f"Which one? #{'ABCD'[i % 4]}"})
-        for i in range(16)
+        QUESTION.model_copy(update={"id": f"q{i}", "question": f"Which one? #{'ABCD'[i % 4]}"}) for i in range(16)
     ]
     import time
 

@@ -17,13 +17,9 @@ from zoom_agent.models.base import Completion, VLMRequest
 from zoom_agent.models.scripted import ScriptedVLM
 from zoom_agent.types import Question, Span, TurnTrace, VideoInfo
 
-LONG = VideoInfo(
-    path="/videos/thirty_minutes.mp4", duration=1800.0, fps=30.0, num_frames=54000, width=1280, height=720
-)
+LONG = VideoInfo(path="/videos/thirty_minutes.mp4", duration=1800.0, fps=30.0, num_frames=54000, width=1280, height=720)
 EVENT = (1000.0, 1010.0)  # the evidence, in chunk 7 (896-1024 s) of 128 s chunks
-QUESTION = Question(
-    id="long", video=LONG.path, question="What is written on the sign?", options=("A", "B", "C", "D")
-)
+QUESTION = Question(id="long", video=LONG.path, question="What is written on the sign?", options=("A", "B", "C", "D"))
 BUDGET = Budget(visual_tokens=2048)
 
 
@@ -57,9 +53,7 @@ def test_divide_and_conquer_keeps_confident_chunks_and_makes_one_fine_pass():
             return confident("<answer>C</answer>\n<glue>[(1001.0, 1008.0)]</glue>", -0.05)
         if start <= EVENT[0] < end:
             return confident(f"<answer>C</answer>\n<glue>[({EVENT[0]}, {EVENT[1]})]</glue>", -0.3)
-        return confident(
-            f"<answer>A</answer>\n<glue>[({start + 1}, {start + 5})]</glue>", -2.0 - start / 1000
-        )
+        return confident(f"<answer>A</answer>\n<glue>[({start + 1}, {start + 5})]</glue>", -2.0 - start / 1000)
 
     model = ScriptedVLM(reply, latency=0.05)
     config = AgentConfig(budget=BUDGET, strategy="divide_and_conquer", top_k_chunks=2)
@@ -96,13 +90,9 @@ def test_multi_step_zooms_again_inside_the_first_span():
     def reply(request: VLMRequest) -> str:
         start, end = seen_span(request)
         if end - start > 600:
-            return (
-                '<tool_call>{"name": "temporal_zoom", "arguments": {"start": 900, "end": 1100}}</tool_call>'
-            )
+            return '<tool_call>{"name": "temporal_zoom", "arguments": {"start": 900, "end": 1100}}</tool_call>'
         if end - start > 20:
-            return (
-                '<tool_call>{"name": "temporal_zoom", "arguments": {"start": 999, "end": 1011}}</tool_call>'
-            )
+            return '<tool_call>{"name": "temporal_zoom", "arguments": {"start": 999, "end": 1011}}</tool_call>'
         return "<answer>D</answer>\n<glue>[(1000.0, 1010.0)]</glue>"
 
     model = ScriptedVLM(reply)
@@ -133,8 +123,6 @@ def test_strategy_switch(strategy, duration, expected_calls):
     model = ScriptedVLM(reply)
     config = AgentConfig(budget=BUDGET, strategy=strategy, max_zoom_rounds=2, format_retries=0)
     result = asyncio.run(ZoomAgent(model, config).arun(QUESTION, info=info))
-    assert len(model.requests) == expected_calls, [
-        re.sub(r"\s+", " ", r.turns[-1].text)[:60] for r in model.requests
-    ]
+    assert len(model.requests) == expected_calls, [re.sub(r"\s+", " ", r.turns[-1].text)[:60] for r in model.requests]
     if strategy == "single":
         assert result.status == "unanswered" and result.rounds == 1  # wanted a second zoom, had none left

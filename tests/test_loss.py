@@ -64,9 +64,7 @@ def test_clip_stops_the_gradient_only_where_ppo_says() -> None:
 def test_k3_kl_value_and_zero_when_policy_equals_reference() -> None:
     logprobs, _, adv, mask = _hand_inputs()
     zero_adv = torch.zeros_like(adv)
-    out = policy_loss(
-        logprobs, logprobs.detach(), zero_adv, mask, ref_logprobs=logprobs.detach(), kl_coef=0.5
-    )
+    out = policy_loss(logprobs, logprobs.detach(), zero_adv, mask, ref_logprobs=logprobs.detach(), kl_coef=0.5)
     assert out.kl.item() == 0.0 and out.loss.item() == 0.0
     out.loss.backward()
     assert logprobs.grad is not None and torch.equal(logprobs.grad, torch.zeros(2, 3, dtype=torch.float64))
@@ -107,9 +105,7 @@ def test_all_zero_mask_gives_zero_loss_with_a_graph(aggregation: str) -> None:
     assert all(v.item() == 0.0 for v in (out.kl, out.clip_frac, out.entropy, out.approx_kl))
 
 
-def _reference_loss(
-    lp, old, adv, mask, ref, ent, clip_low, clip_high, kl_coef, ent_coef, aggregation, max_len
-):
+def _reference_loss(lp, old, adv, mask, ref, ent, clip_low, clip_high, kl_coef, ent_coef, aggregation, max_len):
     """Token by token, in plain Python, straight from the formulas."""
     per_seq: list[list[float]] = []
     for b in range(len(lp)):
@@ -145,9 +141,7 @@ def test_matches_a_straightforward_reference(aggregation: str) -> None:
         ent = torch.rand(shape, generator=gen, dtype=torch.float64)
         mask = torch.rand(shape, generator=gen) < 0.7
         kw = {"clip_low": 0.2, "clip_high": 0.28, "kl_coef": 0.05, "entropy_coef": 0.01}
-        out = policy_loss(
-            lp, old, adv, mask, ref_logprobs=ref, entropy=ent, aggregation=aggregation, max_len=10, **kw
-        )  # type: ignore[arg-type]
+        out = policy_loss(lp, old, adv, mask, ref_logprobs=ref, entropy=ent, aggregation=aggregation, max_len=10, **kw)  # type: ignore[arg-type]
         want = _reference_loss(
             lp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), ref.tolist(), ent.tolist(),
             kw["clip_low"], kw["clip_high"], kw["kl_coef"], kw["entropy_coef"], aggregation, 10,
@@ -162,9 +156,7 @@ def test_sequence_advantages_broadcast_and_metrics() -> None:
     b = policy_loss(logprobs, old, seq_adv[:, None].expand(2, 3), mask, ref_logprobs=old)
     assert torch.equal(a.loss, b.loss)
     metrics = a.metrics()
-    assert set(metrics) == {
-        f"actor/{k}" for k in ("loss", "pg_loss", "kl", "clip_frac", "entropy", "approx_kl")
-    }
+    assert set(metrics) == {f"actor/{k}" for k in ("loss", "pg_loss", "kl", "clip_frac", "entropy", "approx_kl")}
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     # approx_kl = mean of (r - 1 - log r) over the 5 masked tokens.
     ratios = [1.5, 0.5, 1.0, 1.1, 0.7]

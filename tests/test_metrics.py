@@ -59,9 +59,7 @@ def test_nextgqa_prediction_beyond_duration_is_not_clamped() -> None:
     assert nextgqa_question_scores([[20.0, 30.0]], [25.0, 40.0]) == (5 / 20, 5 / 15)
 
 
-@pytest.mark.parametrize(
-    "pred", [[1.0], [1.0, 2.0, 3.0], "1-2", [math.nan, 2.0], [0.0, math.inf], [True, 2.0], None]
-)
+@pytest.mark.parametrize("pred", [[1.0], [1.0, 2.0, 3.0], "1-2", [math.nan, 2.0], [0.0, math.inf], [True, 2.0], None])
 def test_nextgqa_bad_prediction_is_a_clear_error(pred: object) -> None:
     with pytest.raises(ValueError, match="NExT-GQA prediction"):
         nextgqa_question_scores([[0.0, 1.0]], pred)  # type: ignore[arg-type]
@@ -114,9 +112,7 @@ def test_nextgqa_rejects_bad_inputs() -> None:
 def test_nextgqa_gt_from_questions_round_trip() -> None:
     qs = [
         Question(id="123_4", video="/v.mp4", question="q", gt_spans=(Span(start=1, end=2),), duration=9),
-        Question(
-            id="123_7", video="/v.mp4", question="q", gt_spans=(Span(start=0, end=1), Span(start=3, end=4))
-        ),
+        Question(id="123_7", video="/v.mp4", question="q", gt_spans=(Span(start=0, end=1), Span(start=3, end=4))),
     ]
     gt = nextgqa_gt_from_questions(qs)
     assert gt == {"123": {"duration": 9.0, "location": {"4": [[1.0, 2.0]], "7": [[0.0, 1.0], [3.0, 4.0]]}}}
@@ -169,9 +165,7 @@ def test_rextime_zero_length_and_reversed_windows() -> None:
 
 
 def test_rextime_gt_from_questions() -> None:
-    q = Question(
-        id="anet_1", video="/v", question="?", options=("x", "y"), answer=1, gt_spans=(Span(start=1, end=2),)
-    )
+    q = Question(id="anet_1", video="/v", question="?", options=("x", "y"), answer=1, gt_spans=(Span(start=1, end=2),))
     assert rextime_gt_from_questions([q]) == [{"qid": "anet_1", "relevant_windows": [[1.0, 2.0]], "ans": "B"}]
 
 

@@ -155,9 +155,7 @@ def test_nextgqa_matches_official(split: str, seed: int, mode: str) -> None:
 def test_nextgqa_full_coverage_modes_agree() -> None:
     gt = _gsub("val")
     preds, correct = _nextgqa_predictions(gt, seed=7, p_missing=0.0)
-    assert nextgqa_metrics(gt, preds, correct, missing="zero") == nextgqa_metrics(
-        gt, preds, correct, missing="drop"
-    )
+    assert nextgqa_metrics(gt, preds, correct, missing="zero") == nextgqa_metrics(gt, preds, correct, missing="drop")
 
 
 # ---------------------------------------------------------------- ReXTime reference

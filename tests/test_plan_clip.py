@@ -217,9 +217,7 @@ def test_plan_properties(case: Case) -> None:
 
 @given(cases(), st.floats(0.05, 0.5))
 @settings(max_examples=200, deadline=None)
-def test_zoom_never_lowers_resolution(
-    case: tuple[VideoInfo, Span, Budget, str, int | None], frac: float
-) -> None:
+def test_zoom_never_lowers_resolution(case: tuple[VideoInfo, Span, Budget, str, int | None], frac: float) -> None:
     vid, _, budget, _, _ = case
     coarse = plan_clip(vid, vid.whole, budget)
     mid = vid.duration / 2

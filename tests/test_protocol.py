@@ -133,9 +133,7 @@ def test_time_tag_forms(content: str, span: tuple[float, float]) -> None:
 
 
 def test_glue_forms_and_whitespace() -> None:
-    p = P.parse(
-        "<think>x</think>\n\n <answer> (C) </answer>\n<glue> [ (1,2) , [3.5, 4] , ] </glue>\n", "zoomzero"
-    )
+    p = P.parse("<think>x</think>\n\n <answer> (C) </answer>\n<glue> [ (1,2) , [3.5, 4] , ] </glue>\n", "zoomzero")
     assert p.format_ok and p.answer == "C" and p.spans == [(1.0, 2.0), (3.5, 4.0)]
     single = P.parse("<think>x</think><answer>A</answer><glue>(1, 2)</glue>", "zoomzero")
     assert single.format_ok and single.spans == [(1.0, 2.0)]
@@ -222,9 +220,7 @@ def test_broken_tool_calls_are_errors_as_text(body: str, why: str) -> None:
 
 
 def test_double_encoded_arguments_and_unknown_tool() -> None:
-    p = P.parse(
-        '<tool_call>{"name": "temporal_zoom", "arguments": "{\\"start\\": 1, \\"end\\": 2}"}</tool_call>'
-    )
+    p = P.parse('<tool_call>{"name": "temporal_zoom", "arguments": "{\\"start\\": 1, \\"end\\": 2}"}</tool_call>')
     assert p.format_ok and p.tool_calls[0].span == (1.0, 2.0)
     other = P.parse(_call('{"start": 1, "end": 2}', name="search"))
     assert other.tool_calls[0].name == "search" and other.format_score == 0.0

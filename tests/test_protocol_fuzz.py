@@ -45,9 +45,7 @@ PATHOLOGICAL = [
 ]
 
 fragment_soup = st.lists(st.sampled_from(FRAGMENTS), max_size=60).map("".join)
-garbage_100k = st.tuples(
-    st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12), st.text(max_size=20)
-).map(
+garbage_100k = st.tuples(st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12), st.text(max_size=20)).map(
     lambda parts: ("".join(parts[0]) + parts[1]) * (100_000 // (len("".join(parts[0]) + parts[1]) or 1) + 1)
 )
 
@@ -100,9 +98,9 @@ def test_pathological_inputs_finish(text: str) -> None:
     _exercise(text)
 
 
-spans = st.tuples(
-    st.floats(0, 3600, allow_nan=False, allow_infinity=False), st.floats(0, 600, allow_nan=False)
-).map(lambda p: (p[0], p[0] + p[1]))
+spans = st.tuples(st.floats(0, 3600, allow_nan=False, allow_infinity=False), st.floats(0, 600, allow_nan=False)).map(
+    lambda p: (p[0], p[0] + p[1])
+)
 
 
 @HANG_GUARD
@@ -126,9 +124,7 @@ json_values = st.recursive(
 
 
 @HANG_GUARD
-@given(
-    st.dictionaries(st.sampled_from(["start", "end", "fps"]) | st.text(max_size=4), json_values, max_size=4)
-)
+@given(st.dictionaries(st.sampled_from(["start", "end", "fps"]) | st.text(max_size=4), json_values, max_size=4))
 def test_any_zoom_arguments_are_judged_not_raised(arguments: dict[str, object]) -> None:
     body = json.dumps({"name": "temporal_zoom", "arguments": arguments})  # NaN/Infinity allowed
     p = P.parse(f"<tool_call>{body}</tool_call>")

@@ -48,9 +48,7 @@ def test_events_are_disjoint_and_on_the_frame_grid(video: tuple[Path, list[S.Syn
         assert a.end_frame < b.start_frame
     for e in events:
         assert 0 < e.start < e.end <= KW["duration"]
-        assert e.start == pytest.approx(e.start_frame / KW["fps"]) and e.end == pytest.approx(
-            e.end_frame / KW["fps"]
-        )
+        assert e.start == pytest.approx(e.start_frame / KW["fps"]) and e.end == pytest.approx(e.end_frame / KW["fps"])
 
 
 def test_shape_is_visible_exactly_during_its_event(video: tuple[Path, list[S.SyntheticEvent]]) -> None:
@@ -106,9 +104,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, video: tuple[Path, list[S.Synt
     again = S.write_synthetic_video(tmp_path / "again.mp4", seed=7, **KW)
     assert again == events
     for index in (0, events[1].start_frame + 3):
-        assert np.array_equal(
-            S.read_video_frame(path, index), S.read_video_frame(tmp_path / "again.mp4", index)
-        )
+        assert np.array_equal(S.read_video_frame(path, index), S.read_video_frame(tmp_path / "again.mp4", index))
     other = S.write_synthetic_video(tmp_path / "other.mp4", seed=8, **KW)
     assert other != events
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.mp4", "other.mp4"]  # no temp files left

@@ -118,17 +118,13 @@ def test_chat_templates_are_the_families_own() -> None:
     env = Environment()
     user = {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Q?"}]}
     tool = {"role": "tool", "content": "4 frames"}
-    qwen25 = env.from_string(CHAT_TEMPLATES["qwen2_5_vl"]).render(
-        messages=[user, tool], add_generation_prompt=True
-    )
+    qwen25 = env.from_string(CHAT_TEMPLATES["qwen2_5_vl"]).render(messages=[user, tool], add_generation_prompt=True)
     assert qwen25 == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q?<|im_end|>\n"
         "<|im_start|>tool\n4 frames<|im_end|>\n<|im_start|>assistant\n"
     )
-    qwen3 = env.from_string(CHAT_TEMPLATES["qwen3_vl"]).render(
-        messages=[user, tool], add_generation_prompt=True
-    )
+    qwen3 = env.from_string(CHAT_TEMPLATES["qwen3_vl"]).render(messages=[user, tool], add_generation_prompt=True)
     assert qwen3 == (
         "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q?<|im_end|>\n"
         "<|im_start|>user\n<tool_response>\n4 frames\n</tool_response><|im_end|>\n<|im_start|>assistant\n"

@@ -142,9 +142,7 @@ def test_clips_keep_their_planned_size_and_types(
     assert inputs["video_grid_thw"].tolist() == [[2, 2, 4], [2, 4, 6]]
     video_id = vlm.model.config.video_token_id
     types_ = inputs["mm_token_type_ids"][0]
-    assert (
-        int((types_ == 2).sum()) == int((inputs["input_ids"][0] == video_id).sum()) == 4 + 12
-    )  # grid / merge^2 each
+    assert int((types_ == 2).sum()) == int((inputs["input_ids"][0] == video_id).sum()) == 4 + 12  # grid / merge^2 each
     assert int((types_ == 1).sum()) == 0
 
 
@@ -160,9 +158,7 @@ async def test_qwen3_prompt_states_absolute_times(vlms: dict[str, TransformersVL
 
 
 @pytest.mark.slow
-def test_qwen25_grid_seconds_follow_the_real_frame_spacing(
-    vlms: dict[str, TransformersVLM], video_path: str
-) -> None:
+def test_qwen25_grid_seconds_follow_the_real_frame_spacing(vlms: dict[str, TransformersVLM], video_path: str) -> None:
     vlm = vlms["qwen2_5_vl"]
     req = request(video_path, "qwen2_5_vl")
     inputs = vlm.render_inputs(req)
@@ -175,9 +171,7 @@ def test_qwen25_grid_seconds_follow_the_real_frame_spacing(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_seeded_sampling_is_reproducible(
-    vlms: dict[str, TransformersVLM], video_path: str, family: str
-) -> None:
+async def test_seeded_sampling_is_reproducible(vlms: dict[str, TransformersVLM], video_path: str, family: str) -> None:
     vlm = vlms[family]
     before = torch.random.get_rng_state()
     first = await vlm.generate(request(video_path, family, n=2, seed=7, max_tokens=16))
@@ -274,9 +268,7 @@ def test_metadata_and_size_bounds_per_family() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
-def test_planned_clips_cost_what_plan_clip_says(
-    vlms: dict[str, TransformersVLM], video_path: str, family: str
-) -> None:
+def test_planned_clips_cost_what_plan_clip_says(vlms: dict[str, TransformersVLM], video_path: str, family: str) -> None:
     video = pytest.importorskip("zoom_agent.video")
     from zoom_agent.config import Budget
 

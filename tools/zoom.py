@@ -101,9 +101,7 @@ class TemporalZoom:
         """Run a tool call given as a JSON object (extra or missing keys are errors)."""
         requested = dict(arguments) if isinstance(arguments, Mapping) else {"arguments": arguments}
         if not isinstance(arguments, Mapping):
-            return self.error_result(
-                f"arguments must be an object with 'start' and 'end', got {arguments!r}", {}
-            )
+            return self.error_result(f"arguments must be an object with 'start' and 'end', got {arguments!r}", {})
         extra = sorted(set(arguments) - ALLOWED_ARGUMENTS)
         missing = sorted(ALLOWED_ARGUMENTS - set(arguments))
         if extra or missing:
@@ -144,9 +142,7 @@ class TemporalZoom:
                 f"the window {s:g}-{e:g} s has zero length; give a window that contains the event", requested
             )
         if e <= 0 or s >= duration:
-            return self.error_result(
-                f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested
-            )
+            return self.error_result(f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested)
         if num_frames is not None and not (
             isinstance(num_frames, int) and 1 <= num_frames <= self.budget.zoom_max_frames
         ):

@@ -61,9 +61,7 @@ _NUM_CLASSES = 5
 Variant = Literal["A", "B"]
 
 
-def grpo_advantages(
-    rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normalize_std: bool = True
-) -> Tensor:
+def grpo_advantages(rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normalize_std: bool = True) -> Tensor:
     """Sequence-level GRPO advantage: ``(r - mean_g) / (std_g + eps)`` within each group.
 
     Args:
@@ -262,9 +260,7 @@ def _token_classes(loss_mask: Tensor, span: Tensor, answer: Tensor) -> Tensor:
     return code.masked_fill_(~loss_mask, _OUTSIDE)
 
 
-def _channel_class_membership(
-    channel_regions: Mapping[str, Iterable[str]] | None, device: torch.device
-) -> Tensor:
+def _channel_class_membership(channel_regions: Mapping[str, Iterable[str]] | None, device: torch.device) -> Tensor:
     """(C, 4) float64: 1 where channel k credits token class c (m_k for each class)."""
     resolved: dict[str, tuple[str, ...]] = dict(DEFAULT_CHANNEL_REGIONS)
     for channel, names in (channel_regions or {}).items():
@@ -306,9 +302,7 @@ def _check_channels(rewards: Mapping[str, Tensor], batch: int) -> Tensor:
     unknown = sorted(set(rewards) - set(CHANNELS))
     missing = [k for k in CHANNELS if k not in rewards]
     if unknown or missing:
-        raise ValueError(
-            f"rewards must have exactly the channels {CHANNELS}; unknown {unknown}, missing {missing}"
-        )
+        raise ValueError(f"rewards must have exactly the channels {CHANNELS}; unknown {unknown}, missing {missing}")
     return torch.stack([_check_reward(rewards[k], f"rewards[{k!r}]", batch).double() for k in CHANNELS], 1)
 
 

@@ -206,9 +206,7 @@ def _check_settings(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     if aggregation == "seq-mean-token-sum-norm" and (max_len is None or max_len <= 0):
-        raise ValueError(
-            f"aggregation 'seq-mean-token-sum-norm' (Dr.GRPO) needs max_len > 0, got {max_len!r}"
-        )
+        raise ValueError(f"aggregation 'seq-mean-token-sum-norm' (Dr.GRPO) needs max_len > 0, got {max_len!r}")
 
 
 def _describe(value: object) -> str:

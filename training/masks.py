@@ -28,9 +28,7 @@ import torch
 from torch import Tensor
 
 
-def char_spans_to_token_mask(
-    offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]
-) -> list[bool]:
+def char_spans_to_token_mask(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]) -> list[bool]:
     """Which tokens overlap any of the character spans (the partial-overlap rule above).
 
     Args:
@@ -91,8 +89,7 @@ def batch_char_spans_to_token_mask(offsets: Tensor, char_spans: Tensor) -> Tenso
             raise ValueError(f"{name} must hold ranges with 0 <= start <= end")
     if offsets.shape[0] != char_spans.shape[0]:
         raise ValueError(
-            f"offsets and char_spans must have the same batch size, got {offsets.shape[0]} and "
-            f"{char_spans.shape[0]}"
+            f"offsets and char_spans must have the same batch size, got {offsets.shape[0]} and {char_spans.shape[0]}"
         )
     a, b = offsets[..., 0, None], offsets[..., 1, None]  # (B, T, 1)
     s, e = char_spans[:, None, :, 0], char_spans[:, None, :, 1]  # (B, 1, S)

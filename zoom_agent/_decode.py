@@ -152,9 +152,7 @@ def probe(path: Path) -> tuple[Probe, Any]:
             count = count or _count_packets(container, stream)
         seekable = timed and len(stream.index_entries) > 0
         if count <= 0 or not fps or fps <= 0:
-            raise MediaError(
-                f"contains no video frames (count {count}, fps {fps}); expected at least one frame"
-            )
+            raise MediaError(f"contains no video frames (count {count}, fps {fps}); expected at least one frame")
     except BaseException:
         container.close()
         raise

@@ -31,9 +31,7 @@ class ZoomAgent:
         checkpointer: optional LangGraph checkpointer, so a ``thread_id`` can be resumed.
     """
 
-    def __init__(
-        self, model: VLM | str | Path, config: AgentConfig | None = None, *, checkpointer: Any = None
-    ):
+    def __init__(self, model: VLM | str | Path, config: AgentConfig | None = None, *, checkpointer: Any = None):
         from zoom_agent.graphs import build_zoom_graph
         from zoom_agent.models import load_model
 
@@ -52,9 +50,7 @@ class ZoomAgent:
             final = await self.graph.ainvoke(self._input(question, info), **self._run_kwargs(thread_id))
             return final["result"]
         except Exception as exc:  # the graph's own nodes record errors; this is the last guard
-            return GroundedAnswer(
-                question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}"
-            )
+            return GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
 
     async def resume(self, thread_id: str) -> GroundedAnswer:
         """Continue an interrupted run from its last checkpoint (needs a checkpointer)."""

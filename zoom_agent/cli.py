@@ -40,13 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     _agent_options(ask)
     ask.set_defaults(run=_ask)
 
-    demo = sub.add_parser(
-        "demo", help="offline end-to-end demo: synthetic video, scripted zoom, tiny real model"
-    )
+    demo = sub.add_parser("demo", help="offline end-to-end demo: synthetic video, scripted zoom, tiny real model")
     demo.add_argument("--out", type=Path, default=Path("zoom-demo"), help="where the video and tiny model go")
-    demo.add_argument(
-        "--save-frames", type=Path, default=None, help="write the coarse and zoomed frames here"
-    )
+    demo.add_argument("--save-frames", type=Path, default=None, help="write the coarse and zoomed frames here")
     demo.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
     demo.add_argument("--skip-tiny", action="store_true", help="only the scripted run")
     demo.set_defaults(run=_demo)
@@ -60,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     from zoom_agent.eval.cli import add_eval_parser
 
     add_eval_parser(sub, agent_options=_agent_options, agent_config=_agent_config)
+
+    from zoom_agent.training.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -67,9 +67,7 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", choices=["tool", "zoomzero"], default="tool")
     p.add_argument("--visual-tokens", type=int, default=8192, help="the visual-token budget L_v")
     p.add_argument("--zoom-rounds", type=int, default=2, help="zoom rounds before the model must answer")
-    p.add_argument(
-        "--global-context", action="store_true", help="add low-res whole-video frames to zoomed turns"
-    )
+    p.add_argument("--global-context", action="store_true", help="add low-res whole-video frames to zoomed turns")
 
 
 def _agent_config(args: argparse.Namespace, family: str = "qwen2_5_vl") -> AgentConfig:
@@ -196,8 +194,7 @@ def save_frames(result: GroundedAnswer, out_dir: Path) -> list[Path]:
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
         rows = [np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]
         path = (
-            out_dir
-            / f"{i:02d}_{clip.role}_{clip.span.start:.1f}-{clip.span.end:.1f}s_{clip.width}x{clip.height}.png"
+            out_dir / f"{i:02d}_{clip.role}_{clip.span.start:.1f}-{clip.span.end:.1f}s_{clip.width}x{clip.height}.png"
         )
         cv2.imwrite(str(path), np.vstack(rows))
         written.append(path)

@@ -29,9 +29,7 @@ class Budget(BaseModel):
     visual_tokens: int = Field(8192, gt=0, description="L_v; their code: 8192 GVQA, 16384 long video")
     patch: int = Field(28, gt=0, description="pixels per token side after merge: 28 Qwen2.5-VL, 32 Qwen3-VL")
     temporal_patch: int = Field(2, gt=0, description="frames per temporal token (Qwen-VL: 2)")
-    min_pixels: int = Field(
-        int(1.05 * 16 * 28 * 28), gt=0, description="per-frame floor; their code: 1.05 * 16 * 28^2"
-    )
+    min_pixels: int = Field(int(1.05 * 16 * 28 * 28), gt=0, description="per-frame floor; their code: 1.05 * 16 * 28^2")
     max_pixels: int = Field(768 * 28 * 28, gt=0, description="per-frame ceiling; their code: 768 * 28^2")
     fps: float = Field(2.0, gt=0, description="sampling rate of a view; qwen-vl-utils FPS = 2")
     min_frames: int = Field(4, gt=0, description="qwen-vl-utils FPS_MIN_FRAMES = 4")
@@ -74,20 +72,14 @@ class AgentConfig(BaseModel):
         "tool", description="'tool': Hermes <tool_call> zoom (ours); 'zoomzero': the paper's one-shot layout"
     )
     budget: Budget = Field(default_factory=Budget, description="visual-token budget of every view")
-    max_zoom_rounds: int = Field(
-        2, ge=0, description="zoom turns before the model must answer (ours; paper: 1)"
-    )
+    max_zoom_rounds: int = Field(2, ge=0, description="zoom turns before the model must answer (ours; paper: 1)")
     max_parallel_zooms: int = Field(4, ge=1, description="zoom calls honoured in one turn (ours)")
     zoom_pad: float = Field(0.0, ge=0, description="seconds added around each zoom window; their eval: 10")
     min_zoom_seconds: float = Field(1.0, gt=0, description="shorter windows are widened (ours)")
-    global_context: bool = Field(
-        False, description="add low-res frames of the whole video to zoomed turns (ours)"
-    )
+    global_context: bool = Field(False, description="add low-res frames of the whole video to zoomed turns (ours)")
     context_share: float = Field(0.25, gt=0, lt=1, description="budget share of the global context (ours)")
     context_frames: int = Field(8, ge=2, description="frames of the global context (ours)")
-    format_retries: int = Field(
-        1, ge=0, description="re-asks with a format reminder after an unparsable turn"
-    )
+    format_retries: int = Field(1, ge=0, description="re-asks with a format reminder after an unparsable turn")
     temperature: float = Field(0.0, ge=0, description="0 = greedy (evaluation); 1.0 for GRPO rollouts")
     max_tokens: int = Field(512, gt=0, description="response tokens per turn; their code: 512")
     arbitrate: bool = Field(True, description="coarse vs fine by answer/span confidence (paper §2)")
@@ -97,9 +89,7 @@ class AgentConfig(BaseModel):
         "divide_and_conquer: per-chunk coarse passes, then one fine pass (paper §2 mode b); "
         "auto: divide_and_conquer above long_video_seconds, else multi_step",
     )
-    long_video_seconds: float = Field(
-        900.0, gt=0, description="auto switches to divide and conquer above (ours)"
-    )
+    long_video_seconds: float = Field(900.0, gt=0, description="auto switches to divide and conquer above (ours)")
     chunk_frames: int = Field(256, ge=2, description="frames per chunk at budget.fps; their code: 256")
     top_k_chunks: int = Field(5, ge=1, description="chunks kept by answer confidence; their code: 5")
     min_chunk_confidence: float = Field(0.0, ge=0, le=1, description="chunks below are dropped (ours)")

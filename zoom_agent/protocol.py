@@ -614,8 +614,7 @@ def system_prompt(dialect: Dialect = "tool", *, max_zoom_rounds: int) -> str:
     lines.append(f"To answer, give {_ANSWER_WHAT} inside <answer> </answer>; {_GLUE}")
     if dialect == "zoomzero" and max_zoom_rounds:
         lines.append(
-            "You may then be shown your evidence windows at a higher resolution; "
-            "answer again in the same layout."
+            "You may then be shown your evidence windows at a higher resolution; answer again in the same layout."
         )
     return "\n".join(lines)
 

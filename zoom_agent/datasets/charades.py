@@ -136,9 +136,7 @@ def load_charades(
                 continue
             raise DatasetFormatError(path, f"line {number}", f"start {start} > end {end}")
         if vid not in durations:
-            raise DatasetFormatError(
-                path, f"line {number}", f"video {vid!r} has no duration in {durations_path}"
-            )
+            raise DatasetFormatError(path, f"line {number}", f"video {vid!r} has no duration in {durations_path}")
         try:
             relative = video_pattern.format(vid=vid)
         except (KeyError, IndexError) as exc:

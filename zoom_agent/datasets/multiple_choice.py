@@ -203,9 +203,7 @@ def _to_question(
     try:
         relative = fields.video_pattern.format_map({**_scalars(parent, item), "video": video})
     except (KeyError, IndexError) as exc:
-        raise ValueError(
-            f"{where}: video_pattern {fields.video_pattern!r} uses a missing field {exc}"
-        ) from exc
+        raise ValueError(f"{where}: video_pattern {fields.video_pattern!r} uses a missing field {exc}") from exc
     answer_raw = _optional(item, parent, fields.answer)
     duration = _optional(item, parent, fields.duration)
     qtype = _optional(item, parent, fields.qtype)
@@ -217,9 +215,7 @@ def _to_question(
         video=resolve_video(video_root, relative),
         question=question,
         options=options,
-        answer=None
-        if answer_raw is None
-        else _answer_index(answer_raw, options, fields.answer_format, where),
+        answer=None if answer_raw is None else _answer_index(answer_raw, options, fields.answer_format, where),
         duration=float(duration) if ok_duration and math.isfinite(duration) and duration > 0 else None,
         qtype=None if qtype is None else str(qtype),
         task=fields.task,

@@ -149,9 +149,7 @@ def load_rextime(
         try:
             relative = video_pattern.format(vid=rec["vid"], source=source)
         except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"video_pattern {video_pattern!r}: unknown field {exc}; known: vid, source"
-            ) from exc
+            raise ValueError(f"video_pattern {video_pattern!r}: unknown field {exc}; known: vid, source") from exc
         texts, answer = _answer(rec, options, where)
         questions.append(
             Question(

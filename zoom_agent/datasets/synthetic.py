@@ -139,9 +139,7 @@ def _check_args(duration: float, fps: float, size: Sequence[int], num_events: in
     return frames
 
 
-def plan_events(
-    *, frames: int, fps: float, size: tuple[int, int], seed: int, num_events: int
-) -> list[SyntheticEvent]:
+def plan_events(*, frames: int, fps: float, size: tuple[int, int], seed: int, num_events: int) -> list[SyntheticEvent]:
     """Place ``num_events`` non-overlapping events, one per equal slot of the video."""
     rng = random.Random(seed)
     width, height = size
@@ -149,9 +147,7 @@ def plan_events(
     scale = card_scale(height)
     card_w, card_h = 5 * scale, 7 * scale
     band = max(card_h + 4, round(height * 0.3))  # cards above, shapes below: never overlap
-    shapes = (
-        rng.sample(SHAPES, num_events) if num_events <= len(SHAPES) else rng.choices(SHAPES, k=num_events)
-    )
+    shapes = rng.sample(SHAPES, num_events) if num_events <= len(SHAPES) else rng.choices(SHAPES, k=num_events)
     colours = rng.sample(list(COLOURS), num_events)
     digits = rng.sample(range(10), num_events)
     slot = frames // num_events
@@ -380,9 +376,7 @@ def synthetic_questions(
     if len(events) > 1:
         first = min(events, key=lambda e: e.start)
         names = [e.name for e in events] + [f"{c} {s}" for c in COLOURS for s in SHAPES]
-        items.append(
-            ("all", "order", "Which object appears first?", _choice(rng, first.name, names), first.span)
-        )
+        items.append(("all", "order", "Which object appears first?", _choice(rng, first.name, names), first.span))
     stem = Path(video_path).stem
     return [
         Question(

@@ -108,9 +108,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         required=True,
         help="oracle[:NOISE] (a pipeline check), a local model directory, or an http(s):// server URL",
     )
-    p.add_argument(
-        "--out", type=Path, required=True, help="run folder: results.jsonl, report; rerun to resume"
-    )
+    p.add_argument("--out", type=Path, required=True, help="run folder: results.jsonl, report; rerun to resume")
     p.add_argument("--concurrency", type=int, default=8, help="questions in flight")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--shard", type=parse_shard, default=None, help="K/N: questions i with i %% N == K")
@@ -120,9 +118,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def _task_options(p: argparse.ArgumentParser, name: str) -> None:
     needs_ann = name != "synthetic"
-    p.add_argument(
-        "--video-root", type=Path, default=None, required=needs_ann, help="folder the videos live under"
-    )
+    p.add_argument("--video-root", type=Path, default=None, required=needs_ann, help="folder the videos live under")
     if needs_ann:
         p.add_argument("--ann", type=Path, required=True, help="annotation file (nextgqa: folder)")
     if name in ("nextgqa", "rextime", "charades"):
@@ -210,9 +206,7 @@ def _run(args: argparse.Namespace, agent_config: AgentConfigFactory) -> int:
         print(f"zoom-agent eval: error: {exc}", file=sys.stderr)
         return 1
     chosen = [q for _, q in select(questions, limit=args.limit, shard=args.shard)]
-    doc = write_report(
-        args.out, task, chosen, read_results(args.out), model_label=label, pipeline_check=check
-    )
+    doc = write_report(args.out, task, chosen, read_results(args.out), model_label=label, pipeline_check=check)
     print(
         f"{task.name}: {summary.selected} questions ({summary.resumed} resumed, {summary.ran} run in "
         f"{summary.elapsed_s:.1f} s): {summary.answered} answered, {summary.unanswered} unanswered, "
@@ -249,9 +243,7 @@ def _merge(args: argparse.Namespace) -> int:
     identity = runs[0]["identity"]
     for folder, run in zip(args.shards, runs, strict=True):
         if run["identity"] != identity:
-            raise ValueError(
-                f"{folder} holds another run than {args.shards[0]} (task, model or agent config differ)"
-            )
+            raise ValueError(f"{folder} holds another run than {args.shards[0]} (task, model or agent config differ)")
     limits = {run.get("selection", {}).get("limit") for run in runs}
     if len(limits) > 1:
         raise ValueError(f"the shards ran with different --limit values: {sorted(limits, key=str)}")

@@ -171,9 +171,7 @@ def _markdown(task: Task, doc: Mapping[str, Any]) -> str:
             f"> **{doc['pipeline_check']}.** These numbers check the pipeline; they are not results.",
             "",
         ]
-    lines += _table(
-        ["Task", "Model", *(t for t, _ in cols)], [[task.name, doc["model"], *(m[k] for _, k in cols)]]
-    )
+    lines += _table(["Task", "Model", *(t for t, _ in cols)], [[task.name, doc["model"], *(m[k] for _, k in cols)]])
     lines += [
         "",
         "Percent, one decimal. Grounding scores the first predicted span; questions without a "
@@ -193,8 +191,7 @@ def _markdown(task: Task, doc: Mapping[str, Any]) -> str:
         "",
         "rounds: " + (", ".join(f"{k}: {v}" for k, v in doc["rounds"].items()) or "–"),
         "",
-        "wall time per question: "
-        + ", ".join(f"{k[:-2]} {_cell(t[k], 3)} s" for k in ("mean_s", "p50_s", "p95_s")),
+        "wall time per question: " + ", ".join(f"{k[:-2]} {_cell(t[k], 3)} s" for k in ("mean_s", "p50_s", "p95_s")),
         "",
     ]
     lines += [f"![{name}]({name})" for name in doc["plots"]]
@@ -226,9 +223,7 @@ def _write_plots(out: Path, task: Task, scores: Sequence[QuestionScore]) -> list
     ious = [s.iou for s in scores if s.iou is not None]
     if ious:
         no_span = sum(1 for s in scores if s.iou is not None and not s.has_span)
-        fig, ax = _figure(
-            f"{task.name}: IoU of the first span ({len(ious)} questions, {no_span} without a span = 0)"
-        )
+        fig, ax = _figure(f"{task.name}: IoU of the first span ({len(ious)} questions, {no_span} without a span = 0)")
         ax.hist(ious, bins=[i / 20 for i in range(21)], color="#4c72b0", edgecolor="white")
         ax.set_xlabel("IoU")
         ax.set_ylabel("questions")

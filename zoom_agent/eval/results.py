@@ -139,9 +139,7 @@ def _content(line: Mapping[str, Any]) -> Any:
     return line.get("status"), result
 
 
-def merge_results(
-    shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
-) -> MergeSummary:
+def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> MergeSummary:
     """Merge the results of shard folders into one ``OUT/results.jsonl`` (written atomically).
 
     One line per id: the first shard (in the order given) that has it wins. A second line

@@ -146,9 +146,7 @@ def _check_meta(out_dir: Path, meta: Mapping[str, Any] | None) -> None:
 # --- running --------------------------------------------------------------------------
 
 
-async def _answer_one(
-    agent: Answerer, index: int, question: Question, info: VideoInfo | None
-) -> dict[str, Any]:
+async def _answer_one(agent: Answerer, index: int, question: Question, info: VideoInfo | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         result = await agent.arun(question, info=info)

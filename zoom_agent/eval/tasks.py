@@ -128,9 +128,7 @@ class Task:
             out.update({k: mc[k] for k in ("accuracy", "accuracy_lenient", "parse_failures")})
         return out
 
-    def scores(
-        self, questions: Sequence[Question], results: Iterable[Mapping[str, Any]]
-    ) -> list[QuestionScore]:
+    def scores(self, questions: Sequence[Question], results: Iterable[Mapping[str, Any]]) -> list[QuestionScore]:
         """Per-question outcomes in question order (for plots and the per-type table)."""
         answers = index_results(results)
         return [_score(q, answers.get(q.id)) for q in questions]
@@ -274,9 +272,7 @@ def _synthetic(a: dict[str, Any]) -> Task:
     root = Path(_need(a, "video_root", "synthetic", "the folder its videos are written to (or reused from)"))
     num_videos, seed = int(a.get("num_videos") or 8), int(a.get("seed") or 0)
     args = {"video_root": str(root), "num_videos": num_videos, "seed": seed}
-    return Task(
-        "synthetic", "grounded_qa", lambda: make_synthetic_task(root, num_videos=num_videos, seed=seed), args
-    )
+    return Task("synthetic", "grounded_qa", lambda: make_synthetic_task(root, num_videos=num_videos, seed=seed), args)
 
 
 def _nextgqa(a: dict[str, Any]) -> Task:

@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -199,7 +200,10 @@ class TransformersVLM:
         greedy = s.temperature == 0
         todo = 1 if greedy else s.n  # greedy samples are identical: decode once, copy
         out: list[Completion] = []
-        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+        # A seed gives reproducible samples without touching the caller's RNG; without one,
+        # the global RNG advances so that successive calls differ.
+        seeded = torch.random.fork_rng(devices=_rng_devices(self.device)) if s.seed is not None else nullcontext()
+        with seeded:
             if s.seed is not None:
                 torch.manual_seed(s.seed)
             while len(out) < todo:
@@ -259,9 +263,7 @@ class TransformersVLM:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
 
-def token_offsets(
-    tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], text: str
-) -> tuple[tuple[int, int], ...]:
+def token_offsets(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], text: str) -> tuple[tuple[int, int], ...]:
     """``[start, end)`` character range in ``text`` of each token of a completion.
 
     Token i ends where the decoded prefix ``ids[: i + 1]`` stops agreeing with ``text``, so
@@ -333,9 +335,7 @@ class _Cut:
     text: str | None = None  # set when a stop string cut the decoded text
 
 
-def _trim(
-    ids: list[int], eos: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]
-) -> _Cut:
+def _trim(ids: list[int], eos: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]) -> _Cut:
     """Where a completion ends: its first EOS (kept), else a stop string, else the limit.
 
     A stop string ends the text before it (OpenAI/vLLM semantics); the token ids keep the
@@ -396,9 +396,7 @@ def read_clip_frames(ref: ClipRef) -> np.ndarray:
     frames = np.asarray(video.open_video(ref.path).read_clip(ref).frames)
     expected = (ref.num_frames, ref.height, ref.width, 3)
     if frames.shape != expected or frames.dtype != np.uint8:
-        raise ValueError(
-            f"clip of {ref.path} decoded to {frames.shape} {frames.dtype}, expected {expected} uint8"
-        )
+        raise ValueError(f"clip of {ref.path} decoded to {frames.shape} {frames.dtype}, expected {expected} uint8")
     return frames
 
 
@@ -436,17 +434,13 @@ def clip_metadata(ref: ClipRef, family: Family, num_frames: int, indices: Sequen
     from transformers.video_utils import VideoMetadata
 
     if family == "qwen3_vl":
-        return VideoMetadata(
-            total_num_frames=ref.num_source_frames, fps=ref.fps, frames_indices=list(indices)
-        )
+        return VideoMetadata(total_num_frames=ref.num_source_frames, fps=ref.fps, frames_indices=list(indices))
     return VideoMetadata(
         total_num_frames=num_frames, fps=1.0 / frame_spacing(ref), frames_indices=list(range(num_frames))
     )
 
 
-def processor_size_bounds(
-    videos: Sequence[np.ndarray], family: Family, factor: int, temporal: int
-) -> dict[str, int]:
+def processor_size_bounds(videos: Sequence[np.ndarray], family: Family, factor: int, temporal: int) -> dict[str, int]:
     """``size`` bounds that make the processor keep each clip's planned frame size.
 
     Qwen2.5-VL bounds pixels per frame; Qwen3-VL (without the per-frame cap) bounds pixels

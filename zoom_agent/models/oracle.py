@@ -34,9 +34,7 @@ class OracleVLM:
 
     label = PIPELINE_CHECK_LABEL
 
-    def __init__(
-        self, questions: Iterable[Question], *, noise: float = 0.0, seed: int = 0, zoom: bool = True
-    ):
+    def __init__(self, questions: Iterable[Question], *, noise: float = 0.0, seed: int = 0, zoom: bool = True):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"oracle noise must be in [0, 1], got {noise}")
         self.noise, self.seed, self.zoom = noise, seed, zoom
@@ -49,9 +47,7 @@ class OracleVLM:
         spans = self._spans(question, rng)
         if self.zoom and not zoomed and spans:
             lo, hi = min(s.start for s in spans), max(s.end for s in spans)
-            text = protocol.format_tool_call(
-                lo, hi, reasoning="The event should be around here; let me look closer."
-            )
+            text = protocol.format_tool_call(lo, hi, reasoning="The event should be around here; let me look closer.")
         else:
             text = protocol.format_answer(self._letter(question, rng), [s.as_tuple() for s in spans])
         completion = Completion(text=text, finish_reason="stop")

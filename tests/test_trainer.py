@@ -1,0 +1,347 @@
+"""TrainConfig and recipes, loss accumulation, schedule, data stream, and the loop on the tiny model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from zoom_agent.config import Budget
+from zoom_agent.models.scripted import ScriptedVLM
+from zoom_agent.training import data as data_mod
+from zoom_agent.training.config import TrainConfig, available_recipes, load_recipe, parse_overrides
+from zoom_agent.training.loss import policy_loss
+from zoom_agent.training.trainer import loss_weight, lr_lambda
+from zoom_agent.types import GroundedAnswer, Question, Span
+
+# -- config and recipes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny-cpu", "zoomzero-stage1", "zoomzero-stage2"])
+def test_shipped_recipes_load(name: str) -> None:
+    assert name in available_recipes()
+    config = load_recipe(name)
+    assert config.agent.temperature == 1.0  # rollouts sample (their code)
+    if name.startswith("zoomzero"):  # the paper's hyper-parameters (docs/METHOD.md §4)
+        assert (config.optim.lr, config.optim.weight_decay, config.optim.warmup_steps) == (1e-6, 0.01, 10)
+        assert (config.group_size, config.prompts_per_step, config.agent.max_tokens) == (8, 64, 512)
+        assert (config.loss.clip_low, config.loss.clip_high, config.loss.kl_coef) == (0.2, 0.28, 0.01)
+        assert config.optim.grad_clip == 1.0 and config.policy.train_vision_tower
+
+
+def test_defaults_are_the_papers() -> None:
+    c = TrainConfig()
+    assert (c.optim.lr, c.optim.schedule, c.group_size, c.epochs) == (1e-6, "cosine", 8, 1)
+    assert c.reward.weights() == pytest.approx(
+        {"format": 1 / 3, "iou": 1 / 3, "answer": 1 / 6, "zoom": 1 / 6, "number": 0}
+    )
+    assert (c.credit.mode, c.credit.variant, c.loss.aggregation) == ("token-selective", "B", "token-mean")
+    from zoom_agent.training import config as cfg
+
+    for model in (
+        TrainConfig,
+        cfg.PolicyConfig,
+        cfg.DataConfig,
+        cfg.RewardConfig,
+        cfg.CreditConfig,
+        cfg.LossConfig,
+        cfg.OptimConfig,
+    ):
+        undocumented = [n for n, f in model.model_fields.items() if not f.description]
+        assert not undocumented, f"{model.__name__} fields without help text: {undocumented}"
+
+
+def test_overrides_nest_and_parse_yaml_scalars(tmp_path: Path) -> None:
+    assert parse_overrides(["a.b=1e-5", "a.c=true", "d=[1, 2]", "e=text", "f=null"]) == {
+        "a": {"b": 1e-5, "c": True},
+        "d": [1, 2],
+        "e": "text",
+        "f": None,
+    }
+    config = load_recipe("tiny-cpu", [f"output_dir={tmp_path}", "optim.lr=0.5", "agent.budget.visual_tokens=32"])
+    assert config.output_dir == str(tmp_path) and config.optim.lr == 0.5
+    assert config.agent.budget.visual_tokens == 32 and config.agent.max_tokens == 16  # the rest kept
+    path = tmp_path / "mine.yaml"
+    path.write_text("max_steps: 3\nagent: {max_tokens: 7}\n")
+    mine = load_recipe(path)
+    assert mine.max_steps == 3 and mine.agent.max_tokens == 7 and mine.agent.temperature == 1.0
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "error", "match"),
+    [
+        ("no-such-recipe", [], FileNotFoundError, "tiny-cpu"),
+        ("tiny-cpu", ["optim.lrr=1"], ValueError, "lrr"),
+        ("tiny-cpu", ["group_size=0"], ValueError, "group_size"),
+        ("tiny-cpu", ["nonsense"], ValueError, "key=value"),
+        ("tiny-cpu", ["engine=vllm"], ValueError, "GPU"),
+    ],
+)
+def test_bad_recipes_get_clear_errors(recipe: str, overrides: list[str], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        load_recipe(recipe, overrides)
+
+
+# -- the math of the loop -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_per_sequence_accumulation_equals_the_batch_loss(aggregation: str) -> None:
+    torch.manual_seed(0)
+    lengths = [3, 7, 1, 5]
+    logp = [torch.randn(n, requires_grad=True) for n in lengths]
+    adv = [torch.randn(n) for n in lengths]
+    ref = [torch.randn(n) for n in lengths]
+    width = max(lengths)
+    pad = lambda xs: torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in xs])  # noqa: E731
+    mask = torch.stack([torch.arange(width) < n for n in lengths])
+    kwargs: dict[str, Any] = {"aggregation": aggregation, "max_len": 16, "kl_coef": 0.1}
+    whole = policy_loss(pad(logp), pad(logp).detach(), pad(adv), mask, ref_logprobs=pad(ref), **kwargs).loss
+    total_tokens, total_seqs = float(sum(lengths)), float(len(lengths))
+    pieces = [
+        policy_loss(
+            lp[None],
+            lp.detach()[None],
+            a[None],
+            torch.ones(1, len(lp), dtype=torch.bool),
+            ref_logprobs=r[None],
+            **kwargs,
+        ).loss
+        * loss_weight(aggregation, len(lp), total_tokens, total_seqs)
+        for lp, a, r in zip(logp, adv, ref, strict=True)
+    ]
+    torch.testing.assert_close(sum(pieces), whole)
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine() -> None:
+    config = TrainConfig.model_validate({"optim": {"warmup_steps": 4, "min_lr_ratio": 0.1}})
+    f = lr_lambda(config, total_steps=14)
+    assert [f(s) for s in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert f(4) == pytest.approx(1.0) and f(9) == pytest.approx(0.55) and f(14) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(4, 20))
+
+
+def test_data_stream_covers_each_epoch_once_and_repeats_with_the_seed() -> None:
+    qs = [Question(id=str(i), video="v.mp4", question="q?") for i in range(5)]
+    stream = data_mod.step_items(qs, 0, 10, seed=3, shuffle=True)
+    assert sorted(q.id for q in stream[:5]) == sorted(q.id for q in stream[5:]) == [str(i) for i in range(5)]
+    assert stream[:5] != stream[5:]  # reshuffled per epoch
+    assert data_mod.step_items(qs, 4, 3, seed=3, shuffle=True) == stream[4:7]  # resumable by position
+    assert data_mod.step_items(qs, 0, 5, seed=3, shuffle=False) == qs
+
+
+def test_offline_difficulty_filter_keeps_only_informative_questions() -> None:
+    easy, useful = (
+        Question(
+            id=i,
+            video="v.mp4",
+            question="q?",
+            options=("a", "b"),
+            answer=0,
+            gt_spans=(Span(start=0, end=10),),
+        )
+        for i in "eu"
+    )
+
+    def result(answer: str, spans: tuple[Span, ...]) -> GroundedAnswer:
+        return GroundedAnswer(question_id="x", status="answered", answer=answer, spans=spans)
+
+    outcomes = {
+        "e": [result("A", (Span(start=0, end=10),))] * 2,  # always right, same IoU
+        "u": [result("A", (Span(start=0, end=10),)), result("B", (Span(start=20, end=30),))],
+    }
+
+    class FakeEngine:
+        async def rollouts(self, questions: list[Question], agent: Any, **kw: Any) -> list[Any]:
+            return [SimpleNamespace(result=r) for q in questions for r in outcomes[q.id]]
+
+    kept = asyncio.run(data_mod.filter_by_difficulty(FakeEngine(), [easy, useful], None, group_size=2, seed=0))  # type: ignore[arg-type]
+    assert [q.id for q in kept] == ["u"]
+
+
+def _traj(group: int, sample: int, layout: str) -> Any:
+    """A trajectory whose tokens are: e = environment, r = reasoning, s = span, a = answer."""
+    from zoom_agent.training.rollout import Trajectory
+
+    q = Question(id=str(group), video="v.mp4", question="q?")
+    traj = Trajectory(question=q, group=group, sample=sample, result=GroundedAnswer(question_id="x", status="answered"))
+    traj.input_ids = list(range(len(layout)))
+    traj.loss_mask = [c != "e" for c in layout]
+    traj.span_mask = [c == "s" for c in layout]
+    traj.answer_mask = [c == "a" for c in layout]
+    return traj
+
+
+def _parts(answer: float, iou: float = 0.5, number: float = 0.0) -> dict[str, float]:
+    return {"format": 1.0, "iou": iou, "answer": answer, "zoom": 0.0, "number": number, "total": 0.0}
+
+
+def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
+    from zoom_agent.training.config import CreditConfig
+    from zoom_agent.training.trainer import trajectory_advantages
+
+    trajs = [_traj(0, 0, "eerrssrraa"), _traj(0, 1, "eerrssraae")]
+    credit = CreditConfig(variant="A")
+    adv = trajectory_advantages(trajs, [_parts(1.0), _parts(0.0)], credit, {"format": 1.0})
+    # Only the answer channel differs: answer tokens get +-(1/3) * A_acc, the others nothing.
+    assert [len(a) for a in adv] == [8, 7]
+    torch.testing.assert_close(adv[0][:6], torch.zeros(6))
+    assert bool((adv[0][6:] > 0).all()) and bool((adv[1][5:] < 0).all())
+    torch.testing.assert_close(adv[0][6:], -adv[1][5:])
+    tied = trajectory_advantages(trajs, [_parts(1.0), _parts(1.0)], credit, {})
+    assert all(bool((a == 0).all()) for a in tied)  # equal rewards: zero advantage, never NaN
+
+
+def test_probe_channel_and_sequence_grpo_spread_over_every_policy_token() -> None:
+    from zoom_agent.training.config import CreditConfig
+    from zoom_agent.training.trainer import trajectory_advantages
+
+    trajs = [_traj(0, 0, "errsa"), _traj(0, 1, "errsa"), _traj(1, 0, "ra")]
+    parts = [_parts(0.0, number=1.0), _parts(0.0, number=0.0), _parts(1.0, number=1.0)]
+    adv = trajectory_advantages(trajs, parts, CreditConfig(variant="A"), {"number": 0.5})
+    torch.testing.assert_close(adv[0], torch.full((4,), 0.5 * 0.7071), atol=1e-3, rtol=0)
+    torch.testing.assert_close(adv[1], -adv[0])
+    torch.testing.assert_close(adv[2], torch.zeros(2))  # a group of one: no signal
+    for p, total in zip(parts, (1.0, 0.0, 0.0), strict=True):
+        p["total"] = total
+    seq = trajectory_advantages(trajs, parts, CreditConfig(mode="grpo"), {})
+    assert len(set(seq[0].tolist())) == 1 and float(seq[0][0]) > 0 and float(seq[1][0]) < 0
+
+
+# -- the loop on the tiny model -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A tiny model and a synthetic task shared by the loop tests (built once)."""
+    from zoom_agent.datasets.synthetic import make_synthetic_task
+    from zoom_agent.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("trainer")
+    make_synthetic_task(root / "data", num_videos=1, duration=10.0, fps=4.0, size=(160, 120), num_events=2)
+    return {"model": str(build_tiny_model(root / "tiny", "qwen2_5_vl")), "data": str(root / "data")}
+
+
+def _config(out: Path, prebuilt: dict[str, str], *extra: str) -> TrainConfig:
+    return load_recipe(
+        "tiny-cpu",
+        [
+            f"output_dir={out}",
+            f"policy.path={prebuilt['model']}",
+            f"data.synthetic_dir={prebuilt['data']}",
+            "data.synthetic_videos=1",
+            "data.synthetic_video={duration: 10.0, fps: 4.0, size: [160, 120], num_events: 2}",
+            "group_size=2",
+            "prompts_per_step=2",
+            "agent.max_tokens=8",
+            "progress=false",
+            *extra,
+        ],
+    )
+
+
+@pytest.mark.slow
+def test_one_step_logs_every_reward_part_and_timing(tmp_path: Path, prebuilt: dict[str, str]) -> None:
+    from zoom_agent.training.trainer import Trainer
+
+    trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1"))
+    metrics = trainer.step()
+    (line,) = (json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines())
+    assert line == pytest.approx(metrics)
+    for key in (
+        "step",
+        "reward/total",
+        "reward/format",
+        "reward/iou",
+        "reward/answer",
+        "reward/zoom",
+        "reward/number",
+    ):
+        assert key in line
+    for key in ("time/rollout", "time/rewards", "time/credit", "time/fwd_bwd", "actor/kl", "actor/grad_norm"):
+        assert key in line and line[key] >= 0
+    assert line["rollout/count"] == 4 and line["rollout/logprob_diff"] < 1e-3
+    assert (tmp_path / "train_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt: dict[str, str]) -> None:
+    from zoom_agent.training.rollout import Trajectory
+    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.verifier import ZoomVerifier
+
+    trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1", "reward.verifier=policy"))
+    q = next(x for x in trainer.questions if x.qtype == "digit")
+    trainer.verifier = ZoomVerifier(ScriptedVLM(lambda r: q.answer_letter or "A"), Budget(visual_tokens=64))
+    good = GroundedAnswer(question_id=q.id, status="answered", answer=q.answer_letter, spans=q.gt_spans)
+    none = GroundedAnswer(question_id=q.id, status="unanswered")
+    trajs = [Trajectory(question=q, group=0, sample=i, result=r) for i, r in enumerate((good, none))]
+    parts = asyncio.run(trainer.score(trajs))
+    assert [p["zoom"] for p in parts] == [1.0, 0.0] and parts[0]["iou"] == 1.0 and parts[0]["answer"] == 1.0
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, prebuilt: dict[str, str]) -> None:
+    from zoom_agent.training.trainer import Trainer
+
+    straight = Trainer(_config(tmp_path / "a", prebuilt, "max_steps=3"))
+    straight.train()
+    interrupted = Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3"))
+    interrupted.step()
+    interrupted.step()
+    interrupted.save()
+    interrupted.step()  # logged, then "killed" before its checkpoint
+    resumed = Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3"))
+    assert (resumed.step_count, resumed.consumed) == (2, 4)
+    history = resumed.train()
+    assert [int(m["step"]) for m in history] == [3]
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    lines_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines_b] == [1, 2, 3]  # the step logged after the checkpoint was dropped
+    assert [x["reward/total"] for x in lines_a] == [x["reward/total"] for x in lines_b]
+    assert (tmp_path / "b" / "final_model" / "config.json").is_file()
+    assert Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3")).train() == []  # nothing left to do
+
+
+@pytest.mark.slow
+def test_difficulty_filter_refuses_a_task_with_no_informative_question(
+    tmp_path: Path, prebuilt: dict[str, str]
+) -> None:
+    from zoom_agent.training.trainer import Trainer
+
+    config = _config(tmp_path, prebuilt, "difficulty_filter=true", "filter_group_size=2", "data.limit=2")
+    with pytest.raises(ValueError, match="kept no question"):
+        Trainer(config)  # a random model never answers: every group is too hard
+    assert json.loads((tmp_path / "difficulty_filter.json").read_text()) == []
+
+
+@pytest.mark.slow
+def test_train_command_builds_everything_offline(tmp_path: Path) -> None:
+    from zoom_agent.training.cli import add_train_parser
+
+    parser = argparse.ArgumentParser(prog="zoom-agent")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "train",
+            "tiny-cpu",
+            "--override",
+            f"output_dir={tmp_path}",
+            "-o",
+            "max_steps=1",
+            "-o",
+            "group_size=2",
+        ]
+    )
+    assert args.run(args) == 0
+    assert (tmp_path / "tiny-model" / "config.json").is_file() and (tmp_path / "data" / "questions.jsonl").is_file()
+    (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["step"] == 1

@@ -1,0 +1,278 @@
+"""`TrainConfig`: every knob of a GRPO run, typed, with its source; YAML recipes load into it.
+
+Sources, as in `zoom_agent.config`: "paper" = arXiv 2512.14273 (docs/METHOD.md); "their code"
+= the authors' EasyR1/verl fork; "ours" = this project's choice. Recipes ship in
+``zoom_agent/training/recipes/*.yaml`` (`available_recipes`); `load_recipe` reads one by name
+or path and applies ``key=value`` overrides with dotted keys, e.g.
+``optim.lr=1e-5`` or ``agent.budget.visual_tokens=1024``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from zoom_agent.config import AgentConfig
+
+Family = Literal["qwen2_5_vl", "qwen3_vl"]
+RECIPE_SUFFIXES = (".yaml", ".yml")
+_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyConfig(_Strict):
+    """The policy model (the reference and, by default, the verifier start from it too)."""
+
+    path: str | None = Field(
+        None, description="model directory (transformers format); None = build a tiny random model"
+    )
+    tiny_family: Family = Field(
+        "qwen2_5_vl",
+        description="family of the tiny model built into OUTPUT_DIR/tiny-model when path is None",
+    )
+    tiny_seed: int = Field(0, description="weight seed of the tiny model (ours)")
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1', ...; under torchrun each rank uses its own GPU")
+    dtype: str = Field("float32", description="parameter dtype; bfloat16 on GPUs (their code trains in bf16)")
+    train_vision_tower: bool = Field(True, description="their code: the vision tower is trainable")
+
+
+class DataConfig(_Strict):
+    """Where the training questions come from."""
+
+    kind: Literal["synthetic", "jsonl", "nextgqa", "rextime"] = Field(
+        "synthetic", description="synthetic = videos with known events, written offline (the toy task)"
+    )
+    path: str | None = Field(
+        None,
+        description="jsonl: a file of Question JSON lines; nextgqa: the annotation folder; rextime: jsonl",
+    )
+    video_root: str | None = Field(None, description="folder the videos live under (jsonl/nextgqa/rextime)")
+    split: Literal["val", "test"] = Field("val", description="NExT-GQA split")
+    options_path: str | None = Field(None, description="ReXTime options file (multiple choice)")
+    synthetic_dir: str | None = Field(None, description="synthetic task folder; default OUTPUT_DIR/data")
+    synthetic_videos: int = Field(4, ge=1, description="synthetic videos to write (ours)")
+    synthetic_seed: int = Field(0, description="seed of the synthetic task (ours)")
+    synthetic_video: dict[str, Any] = Field(
+        default_factory=dict, description="duration, fps, size, num_events for the synthetic videos"
+    )
+    qtypes: tuple[str, ...] | None = Field(None, description="keep only these question types (e.g. ['digit'])")
+    limit: int | None = Field(None, ge=1, description="use at most this many questions (after qtypes)")
+    shuffle: bool = Field(True, description="reshuffle the questions every epoch (seeded)")
+
+
+class RewardConfig(_Strict):
+    """Reward weights and the zoom-in verifier (docs/METHOD.md §3).
+
+    The scalar total is ``sum_k weight_k * r_k``; the defaults give the paper's
+    ``((answer + zoom) / 2 + format + iou) / 3``. Token-selective credit uses the four
+    channels themselves; the total drives sequence-level GRPO and the logs.
+    """
+
+    format: float = Field(1 / 3, ge=0, description="weight of the format reward (paper total: 1/3)")
+    iou: float = Field(1 / 3, ge=0, description="weight of the multi-span temporal IoU (paper total: 1/3)")
+    answer: float = Field(1 / 6, ge=0, description="weight of answer accuracy (paper total: 1/6)")
+    zoom: float = Field(1 / 6, ge=0, description="weight of zoom-in accuracy (paper total: 1/6)")
+    number: float = Field(
+        0.0,
+        ge=0,
+        description="CI probe (ours), off by default: 1 when a reply holds a digit; a target random "
+        "weights reach, so a short CPU run shows that the loop learns",
+    )
+    verifier: Literal["reference", "policy", "none"] = Field(
+        "reference", description="who re-answers from the zoomed frames; their code: the frozen reference"
+    )
+    verifier_budget_fraction: float = Field(
+        0.5, gt=0, le=1, description="share of the visual budget for the verifier's view; their code: 1/2"
+    )
+    verifier_max_frames: int = Field(256, ge=1, description="frames of the verifier's view; their code: 256")
+
+    def weights(self) -> dict[str, float]:
+        """Part name -> weight in the total."""
+        return {k: getattr(self, k) for k in ("format", "iou", "answer", "zoom", "number")}
+
+
+class CreditConfig(_Strict):
+    """How rewards become per-token advantages (docs/METHOD.md §4, `training.credit`)."""
+
+    mode: Literal["token-selective", "grpo"] = Field(
+        "token-selective", description="token-selective = their TokenAdv; grpo = the total, broadcast"
+    )
+    variant: Literal["A", "B"] = Field("B", description="token-selective variant; their code: B")
+    channel_regions: dict[str, tuple[str, ...]] | None = Field(
+        None, description="channel -> regions it credits; default their code's (see training.credit)"
+    )
+    eps: float = Field(1e-6, gt=0, description="added to the group std; their code: 1e-6")
+
+
+class LossConfig(_Strict):
+    """The PPO-clip loss (`training.loss.policy_loss`)."""
+
+    clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clip 1 - clip_low; their code: 0.2")
+    clip_high: float = Field(0.28, ge=0, description="ratio clip 1 + clip_high; their code: 0.28")
+    kl_coef: float = Field(0.01, ge=0, description="beta of the k3 KL to the reference; their code: 0.01")
+    entropy_coef: float = Field(0.0, ge=0, description="entropy bonus; their code: 0")
+    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
+        "token-mean", description="their code: token-mean"
+    )
+
+
+class OptimConfig(_Strict):
+    """AdamW with warm-up and cosine decay."""
+
+    lr: float = Field(1e-6, gt=0, description="their code: 1e-6")
+    weight_decay: float = Field(0.01, ge=0, description="their code: 0.01")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (torch default)")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps; their code: 10")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="after warm-up; their code: cosine")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of lr (ours)")
+    grad_clip: float = Field(1.0, gt=0, description="max global grad norm; their code: 1.0")
+
+
+class TrainConfig(_Strict):
+    """A whole GRPO run: policy, data, rollouts, rewards, credit, loss, optimiser, logging."""
+
+    output_dir: str = Field("runs/zoom-grpo", description="metrics.jsonl, checkpoints, the tiny model go here")
+    seed: int = Field(0, description="seeds data order, sampling and initialisation")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the model trained")
+    data: DataConfig = Field(default_factory=DataConfig, description="the training questions")
+    agent: AgentConfig = Field(
+        default_factory=lambda: AgentConfig(temperature=1.0),
+        description="the zoom graph of the rollouts (the inference graph); temperature 1.0 (their code)",
+    )
+    group_size: int = Field(8, ge=1, description="G: samples per question; paper: 8")
+    prompts_per_step: int = Field(64, ge=1, description="questions per optimiser step (all ranks); their code: 64")
+    epochs: int = Field(1, ge=1, description="passes over the questions; their code: 1")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None = epochs decide)")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="weights and the verifier")
+    credit: CreditConfig = Field(default_factory=CreditConfig, description="rewards -> advantages")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the PPO-clip loss")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="AdamW and its schedule")
+    difficulty_filter: bool = Field(
+        False, description="offline filter of METHOD.md §4 before training (their data filter)"
+    )
+    filter_group_size: int | None = Field(None, ge=2, description="samples per question for the filter; None = G")
+    check_logprobs_atol: float | None = Field(
+        None,
+        ge=0,
+        description="fail if recomputed and sampled log-probs differ more (CPU fp32: 1e-3); None = log",
+    )
+    rollout_concurrency: int = Field(8, ge=1, description="rollouts in flight at once (ours)")
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="rollout engine")
+    vllm: dict[str, Any] = Field(
+        default_factory=dict, description="extra vllm.LLM arguments (gpu_memory_utilization, ...)"
+    )
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
+    resume: bool = Field(True, description="continue from OUTPUT_DIR/checkpoints/latest when present")
+    tensorboard: bool = Field(False, description="also log to OUTPUT_DIR/tensorboard (needs tensorboard)")
+    wandb_project: str | None = Field(None, description="also log to this W&B project (needs wandb)")
+    progress: bool = Field(True, description="show a progress bar")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if getattr(self.agent, "strategy", "multi_step") == "divide_and_conquer":
+            raise ValueError(
+                "agent.strategy 'divide_and_conquer' runs several conversations per question; "
+                "training rollouts need one: use 'single' or 'multi_step'"
+            )
+        if self.engine == "vllm" and self.policy.device == "cpu":
+            raise ValueError("engine 'vllm' needs a GPU: set policy.device to 'cuda'")
+        return self
+
+
+def available_recipes() -> dict[str, Path]:
+    """Recipe name -> file, for the recipes that ship in the package."""
+    folder = Path(__file__).resolve().parent / "recipes"
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in RECIPE_SUFFIXES}
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-5", "agent.max_zoom_rounds=1"]`` -> a nested dict.
+
+    Values are read as YAML scalars or flow collections (``1e-5``, ``true``, ``[1, 2]``,
+    ``null``); anything else stays a string.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key.
+    """
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"override {item!r} must look like key=value (dotted keys for nesting)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-5" (no dot) as text
+        node = nested
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r} conflicts with an earlier override of {part!r}")
+            node = child
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
+    """A `TrainConfig` from a shipped recipe (by name) or a YAML file, with overrides.
+
+    Args:
+        name_or_path: a recipe name such as ``"tiny-cpu"`` or a path to a YAML file.
+        overrides: ``key=value`` strings (dotted keys) or an already nested mapping.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        FileNotFoundError: neither a shipped recipe nor an existing file.
+        ValueError: the YAML is not a mapping, or a field is unknown or invalid.
+
+    Example:
+        >>> load_recipe("tiny-cpu", ["output_dir=/tmp/run", "max_steps=3"]).max_steps
+        3
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    path = Path(name_or_path).expanduser()
+    recipes = available_recipes()
+    if str(name_or_path) in recipes:
+        path = recipes[str(name_or_path)]
+    elif not path.is_file():
+        raise FileNotFoundError(
+            f"no recipe {str(name_or_path)!r}: expected one of {sorted(recipes)} or a YAML file path"
+        )
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {path} must hold a YAML mapping, got {type(raw).__name__}")
+    update = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    merged = _deep_merge(raw, update)
+    if isinstance(merged.get("agent"), Mapping):
+        merged["agent"] = {"temperature": 1.0, **merged["agent"]}  # rollouts sample (their code: 1.0)
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ValueError(f"recipe {path} (with overrides) is invalid:\n{exc}") from None

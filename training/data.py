@@ -1,0 +1,152 @@
+"""Training questions: loading, the seeded order of the data stream, the difficulty filter.
+
+The stream is the questions in a seeded order per epoch, one epoch after another; step k
+takes items ``[k * P, (k + 1) * P)`` of it (P = prompts per step). So the data position is
+one number (items consumed) and a resumed run sees exactly the questions it would have.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zoom_agent.training.config import DataConfig
+from zoom_agent.training.rewards import difficulty_keep, iou_reward
+from zoom_agent.types import Question
+
+if TYPE_CHECKING:
+    from zoom_agent.config import AgentConfig
+    from zoom_agent.training.rollout import RolloutEngine
+
+
+def load_questions(config: DataConfig, output_dir: str | Path, *, write: bool = True) -> list[Question]:
+    """The training questions a `DataConfig` names.
+
+    Args:
+        config: the data section of the recipe.
+        output_dir: the run's folder (the synthetic task goes to ``output_dir/data`` by default).
+        write: may write the synthetic task (False on ranks other than 0: they read it).
+
+    Returns:
+        The questions, filtered by ``qtypes`` and cut to ``limit``.
+
+    Raises:
+        ValueError: a required path is missing, or no question is left.
+    """
+    if config.kind == "synthetic":
+        from zoom_agent.datasets.synthetic import load_synthetic_task, make_synthetic_task
+
+        folder = Path(config.synthetic_dir or Path(output_dir) / "data")
+        if write:
+            questions = make_synthetic_task(
+                folder,
+                num_videos=config.synthetic_videos,
+                seed=config.synthetic_seed,
+                **config.synthetic_video,
+            )
+        else:
+            questions = load_synthetic_task(folder)
+    else:
+        questions = _load_files(config)
+    if config.qtypes is not None:
+        questions = [q for q in questions if q.qtype in config.qtypes]
+    if config.limit is not None:
+        questions = questions[: config.limit]
+    if not questions:
+        raise ValueError(f"the data config leaves no question to train on: {config.model_dump(exclude_defaults=True)}")
+    return questions
+
+
+def _load_files(config: DataConfig) -> list[Question]:
+    if config.path is None or config.video_root is None:
+        raise ValueError(f"data.kind {config.kind!r} needs data.path and data.video_root")
+    if config.kind == "nextgqa":
+        from zoom_agent.datasets import load_nextgqa
+
+        return load_nextgqa(config.path, config.split, config.video_root)
+    if config.kind == "rextime":
+        from zoom_agent.datasets import load_rextime
+
+        return load_rextime(config.path, config.video_root, options_path=config.options_path)
+    from zoom_agent.datasets import resolve_video
+
+    questions = []
+    path = Path(config.path)
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            q = Question.model_validate_json(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: not a Question JSON line ({exc})") from None
+        questions.append(q.model_copy(update={"video": resolve_video(config.video_root, q.video)}))
+    return questions
+
+
+def epoch_order(num_items: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
+    """The item order of one epoch (seeded by ``(seed, epoch)``)."""
+    order = list(range(num_items))
+    if shuffle:
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def step_items(questions: Sequence[Question], consumed: int, count: int, *, seed: int, shuffle: bool) -> list[Question]:
+    """The ``count`` questions after ``consumed`` items of the stream (epochs chained)."""
+    n = len(questions)
+    orders: dict[int, list[int]] = {}
+    out = []
+    for k in range(consumed, consumed + count):
+        epoch, offset = divmod(k, n)
+        if epoch not in orders:
+            orders[epoch] = epoch_order(n, epoch, seed, shuffle)
+        out.append(questions[orders[epoch][offset]])
+    return out
+
+
+async def filter_by_difficulty(
+    engine: RolloutEngine,
+    questions: Sequence[Question],
+    agent: AgentConfig,
+    *,
+    group_size: int,
+    seed: int,
+    batch: int = 16,
+    concurrency: int = 8,
+) -> list[Question]:
+    """Their offline data filter (docs/METHOD.md §4): keep questions whose group has spread.
+
+    Rolls out every question ``group_size`` times with the initial policy and keeps it when
+    `rewards.difficulty_keep` holds for the group's IoU and answer rewards.
+    """
+    kept: list[Question] = []
+    for lo in range(0, len(questions), batch):
+        chunk = list(questions[lo : lo + batch])
+        trajs = await engine.rollouts(
+            chunk, agent, group_size=group_size, seed=seed, first_group=lo, concurrency=concurrency
+        )
+        for i, q in enumerate(chunk):
+            group = trajs[i * group_size : (i + 1) * group_size]
+            answered = [t.result.status == "answered" for t in group]
+            ious = [iou_reward(t.result.spans, q.gt_spans) if a else 0.0 for t, a in zip(group, answered, strict=True)]
+            hits = [float(a and t.result.answer == q.answer_letter) for t, a in zip(group, answered, strict=True)]
+            if difficulty_keep(ious, hits):
+                kept.append(q)
+    return kept
+
+
+def save_question_ids(path: Path, questions: Sequence[Question]) -> None:
+    """Write the kept question ids (so a resumed run does not filter again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([q.id for q in questions]) + "\n")
+
+
+def load_question_ids(path: Path, questions: Sequence[Question]) -> list[Question] | None:
+    """The questions whose ids `save_question_ids` wrote, in the given order; None if absent."""
+    if not path.is_file():
+        return None
+    ids = set(json.loads(path.read_text()))
+    return [q for q in questions if q.id in ids]

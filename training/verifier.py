@@ -1,0 +1,172 @@
+"""The zoom-in reward's verifier: re-answer from the zoomed frames only (docs/METHOD.md §3).
+
+For one rollout: take its predicted evidence spans, build the zoomed view with
+`TemporalZoom` (the inference zoom code) under half the visual budget and at most 256
+frames (their code), show the verifier the question, those frames only, and the policy's
+reasoning with its timestamps removed (`protocol.strip_timestamps`, so it cannot copy times
+it was not shown), and let it write one greedy token after ``<answer>``. Reward 1 when that
+token is the correct letter.
+
+The verifier is any `VLM`: the frozen reference (their code) or the current policy
+(`RewardConfig.verifier`). Their code falls back to ~20 frames of the whole video when no
+span is valid, which can still score 1; here no valid span gives 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+from zoom_agent import protocol
+from zoom_agent.config import Budget
+from zoom_agent.models.base import VLM, Sampling, Turn, VLMRequest
+from zoom_agent.spans import merge
+from zoom_agent.tools.zoom import TemporalZoom
+from zoom_agent.types import ClipRef, GroundedAnswer, Question, VideoInfo
+
+_LETTER = re.compile(r"\s{0,8}\(?([A-Z])(?![A-Za-z])")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verifier's outcome for one rollout.
+
+    Attributes:
+        reward: 1.0 when the verifier's letter is correct, else 0.0.
+        letter: the letter it gave (None when it was not asked or gave none).
+        reason: why the reward is 0 without asking (no valid span, no options, ...).
+        clips: the zoomed clips it saw.
+    """
+
+    reward: float
+    letter: str | None = None
+    reason: str | None = None
+    clips: tuple[ClipRef, ...] = ()
+
+
+def verifier_letter(text: str, letters: str) -> str | None:
+    """The option letter at the start of the verifier's one-token reply, or None."""
+    m = _LETTER.match(text)
+    return m.group(1) if m and m.group(1) in letters else None
+
+
+class ZoomVerifier:
+    """Scores zoom-in accuracy with a frozen or live model.
+
+    Args:
+        model: the verifier `VLM` (the frozen reference, or the policy itself).
+        budget: the rollouts' visual budget; the verifier's view gets ``fraction`` of it.
+        dialect: the rollouts' dialect (the verifier's prompt uses its answer layout).
+        fraction: share of the budget for the zoomed view (their code: 1/2).
+        max_frames: frames of the zoomed view, all spans together (their code: 256).
+        pad, min_seconds: as `TemporalZoom` (the agent's zoom settings).
+    """
+
+    def __init__(
+        self,
+        model: VLM,
+        budget: Budget,
+        *,
+        dialect: protocol.Dialect = "tool",
+        fraction: float = 0.5,
+        max_frames: int = 256,
+        pad: float = 0.0,
+        min_seconds: float = 1.0,
+    ) -> None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.model = model
+        self.budget = budget
+        self.dialect: protocol.Dialect = dialect
+        self.fraction = fraction
+        self.max_frames = max_frames
+        self.pad = pad
+        self.min_seconds = min_seconds
+
+    def zoomed_clips(self, info: VideoInfo, spans: list[tuple[float, float]]) -> tuple[ClipRef, ...]:
+        """The verifier's view: each merged span zoomed with an equal share of budget and frames.
+
+        Args:
+            info: the video's metadata.
+            spans: the predicted evidence spans.
+
+        Returns:
+            The clips of the spans the zoom tool accepted (possibly none).
+        """
+        merged = merge(spans)
+        if not merged:
+            return ()
+        share = self.fraction / len(merged)
+        frames = max(1, self.max_frames // len(merged))
+        budget = self.budget.scaled(share).model_copy(
+            update={"zoom_max_frames": min(frames, self.budget.zoom_max_frames)}
+        )
+        tool = TemporalZoom(info, budget, pad=self.pad, min_seconds=self.min_seconds)
+        results = [tool.zoom(s, e) for s, e in merged]
+        return tuple(r.clip for r in results if r.clip is not None)
+
+    def request(self, question: Question, clips: tuple[ClipRef, ...], reasoning: str) -> VLMRequest:
+        """The verifier's conversation: zoomed frames, question, and the reasoning as a prefix."""
+        content: list[str | ClipRef] = []
+        for clip in clips:
+            content += [protocol.clip_caption(clip), clip]
+        content.append(
+            protocol.question_prompt(question.question, question.options, dialect=self.dialect, allow_zoom=False)
+        )
+        system = protocol.system_prompt(self.dialect, max_zoom_rounds=0)
+        prefix = f"<think>{reasoning}</think>\n<answer>"
+        turns = (
+            Turn(role="system", content=(system,)),
+            Turn(role="user", content=tuple(content)),
+            Turn(role="assistant", content=(prefix,)),  # a prefix the model continues
+        )
+        return VLMRequest(turns=turns, sampling=Sampling(temperature=0.0, max_tokens=1), want_logprobs=False)
+
+    async def verify(self, question: Question, result: GroundedAnswer, info: VideoInfo) -> Verdict:
+        """Zoom-in accuracy of one rollout.
+
+        Args:
+            question: with options and the correct answer.
+            result: the rollout's outcome (its spans and turns).
+            info: the video's metadata.
+
+        Returns:
+            A `Verdict`; reward 0 without options, answer or a valid span.
+        """
+        correct = question.answer_letter
+        if not question.options or correct is None:
+            return Verdict(0.0, reason="the question has no options or no correct answer")
+        spans = [s.as_tuple() for s in result.spans if s.end > s.start]
+        if result.status != "answered" or not spans:
+            return Verdict(0.0, reason="no valid span")  # their fallback to the whole video is a hole
+        clips = self.zoomed_clips(info, spans)
+        if not clips:
+            return Verdict(0.0, reason="no span lies inside the video")
+        reply = await self.model.generate(self.request(question, clips, policy_reasoning(result, self.dialect)))
+        letter = verifier_letter(reply.text, question.letters)
+        return Verdict(1.0 if letter == correct else 0.0, letter=letter, clips=clips)
+
+    async def verify_many(
+        self, items: list[tuple[Question, GroundedAnswer, VideoInfo]], *, concurrency: int = 8
+    ) -> list[Verdict]:
+        """`verify` for many rollouts, at most ``concurrency`` at once, in input order."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(item: tuple[Question, GroundedAnswer, VideoInfo]) -> Verdict:
+            async with gate:
+                return await self.verify(*item)
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+def policy_reasoning(result: GroundedAnswer, dialect: protocol.Dialect) -> str:
+    """The rollout's reasoning, every turn's ``<think>`` joined, with timestamps removed."""
+    parts = []
+    for turn in result.turns:
+        reasoning = protocol.parse(turn.text, dialect).reasoning
+        if reasoning:
+            parts.append(reasoning)
+    return protocol.strip_timestamps("\n".join(parts))
