@@ -1,4 +1,4 @@
-"""The ``zoom-agent`` command: ask, demo, tiny-model (and eval, train, serve as they land)."""
+"""The ``zoom-agent`` command: ask, demo, tiny-model, eval, train, serve."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("video", type=Path)
     ask.add_argument("question")
     ask.add_argument("--option", action="append", default=None, help="an answer option (repeat, in order)")
-    ask.add_argument("--model", required=True, help="a local model directory (transformers)")
+    ask.add_argument(
+        "--model", required=True, help="a local model directory (transformers) or an http(s)://.../v1 server URL"
+    )
     ask.add_argument("--json", action="store_true", help="print the GroundedAnswer as JSON")
     _agent_options(ask)
     ask.set_defaults(run=_ask)
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     from zoom_agent.training.cli import add_train_parser
 
     add_train_parser(sub)
+
+    from zoom_agent.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

@@ -1,0 +1,659 @@
+"""The OpenAI-compatible backend, vLLM first: `OpenAIVLM` (DESIGN.md §3).
+
+Named ``served.py`` so it never shadows the ``openai`` package. Only the served path
+imports it (``load_model`` does so lazily for ``http(s)://`` specs).
+
+How a conversation goes out:
+
+- Text parts stay text parts. Tool turns become text-only ``role: tool`` messages: vLLM
+  drops images there, and the graph already sends a tool's frames in the next user turn.
+- ``video_mode="frames"`` (default): each clip is ONE video part, a JPEG frame list
+  ``data:video/jpeg;base64,<f1>,<f2>,...`` at the planned frame size. Decoding and JPEG
+  encoding run in worker threads; encoded clips are cached (bounded), so the coarse clip
+  that every later turn repeats is encoded once.
+- ``video_mode="images"``: each frame is an image part preceded by its absolute time
+  (``<12.5 seconds>``), for endpoints without video input.
+
+Frame timing, one rate per request. vLLM takes a frame list's timing from the request's
+``media_io_kwargs["video"]`` (``fps``; frame indices default to 0..n-1). Those kwargs are
+keyed by modality for the whole request, not per video (a ``frames_indices`` list must
+even match every video's length), so all frame-list videos of one request share one
+frame rate. The design:
+
+- the request's ``fps`` is the frame rate of its newest clip (the view being answered);
+- each clip's absolute window is in the caption the graph writes before it
+  (`protocol.clip_caption`; Qwen2.5-VL restarts time at every video anyway);
+- a clip whose frame spacing differs from that rate by more than 2% gets one more text
+  line with its true spacing, so no clip is shown on a wrong time scale silently;
+- ``num_frames: -1`` goes along: vLLM otherwise keeps only the first 32 frames of a list.
+
+So over vLLM, Qwen3-VL's in-prompt ``<t seconds>`` are clip-local (the transformers
+backend gives absolute ones). Considered and rejected: the whole video by path
+(``--allowed-local-media-path``) beside the zoom as frames. vLLM would sample the coarse
+view itself (not `plan_clip`'s frames), and the shared per-request kwargs would still give
+both videos one frame rate and one pixel bound. The processor's size bounds that keep the
+planned frame sizes are server flags (`zoom_agent.serve`), so requests carry no
+``mm_processor_kwargs`` and the server needs no ``--trust-request-mm-kwargs``.
+
+Reliability: least-outstanding-requests over the endpoints, a concurrency limit, a
+per-attempt timeout, retries with exponential backoff and jitter on connection errors,
+timeouts, 429 and 5xx (honouring ``Retry-After`` up to the cap); other HTTP errors are
+not retried. After the last try a `ModelError` names the endpoint and the last error.
+The API key is read from the environment only, and never appears in repr, logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from collections import Counter, OrderedDict
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from zoom_agent.models.base import Completion, ModelError, Turn, VLMRequest, VLMResponse
+from zoom_agent.types import ClipRef
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+VideoMode = Literal["frames", "images"]
+SPACING_TOLERANCE = 0.02  # ours: spacings within 2% count as one frame rate
+CACHE_BYTES = 256 * 2**20  # ours: encoded clips kept per OpenAIVLM
+_NO_KEY = "EMPTY"  # what vLLM expects when it runs without --api-key
+
+
+def normalize_endpoint(url: str) -> str:
+    """The base URL of an OpenAI-compatible API: ``http(s)://host:port/v1`` style.
+
+    A URL without a path gets ``/v1`` (vLLM's prefix); a trailing slash is dropped.
+
+    Raises:
+        ValueError: not an http(s) URL with a host.
+    """
+    parts = urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint {url!r} is not a URL like http://127.0.0.1:8000/v1")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """A clip's frames as base64 JPEGs, with the times of the frames that exist."""
+
+    frames: tuple[str, ...]
+    timestamps: tuple[float, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(f) for f in self.frames)
+
+
+def encode_clip(ref: ClipRef, quality: int) -> EncodedClip:
+    """Decode a planned clip (shared video cache) and JPEG-encode its frames (blocking)."""
+    import cv2
+
+    from zoom_agent.video import open_video
+
+    clip = open_video(ref.path).read_clip(ref)
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    frames = []
+    for frame in clip.frames:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise ModelError(f"JPEG encoding failed for a frame of {ref.path}")
+        frames.append(base64.b64encode(buf.tobytes()).decode("ascii"))
+    return EncodedClip(tuple(frames), tuple(float(t) for t in clip.timestamps))
+
+
+def frame_spacing(ref: ClipRef) -> float:
+    """Mean seconds between consecutive frames (one source frame for a single frame)."""
+    ts = ref.timestamps
+    if len(ts) >= 2 and ts[-1] > ts[0]:
+        return (ts[-1] - ts[0]) / (len(ts) - 1)
+    return 1.0 / ref.fps
+
+
+def request_fps(clips: Sequence[ClipRef]) -> float | None:
+    """The one frame rate of a request's frame-list videos: the newest clip's."""
+    return 1.0 / frame_spacing(clips[-1]) if clips else None
+
+
+def spacing_note(ref: ClipRef, fps: float) -> str | None:
+    """A text line for a clip whose spacing is not the request's (see the module notes)."""
+    spacing = frame_spacing(ref)
+    if abs(spacing * fps - 1.0) <= SPACING_TOLERANCE:
+        return None
+    return f"(its frames are {spacing:.2f} s apart, starting at {ref.timestamps[0]:.1f} s)"
+
+
+def render_messages(
+    turns: Sequence[Turn], encoded: dict[ClipRef, EncodedClip], mode: VideoMode
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Turns as OpenAI chat messages, plus the request's vLLM media kwargs.
+
+    Args:
+        turns: the conversation; clips must all be in ``encoded``.
+        encoded: the encoded frames of every clip.
+        mode: ``"frames"`` (one video part per clip) or ``"images"`` (timed image parts).
+
+    Returns:
+        ``(messages, extra_body)``.
+
+    Raises:
+        ValueError: a clip in a system or tool turn (their roles take text only).
+    """
+    clips = [c for t in turns for c in t.clips]
+    fps = request_fps(clips) if mode == "frames" else None
+    messages: list[dict[str, Any]] = []
+    for i, turn in enumerate(turns):
+        if turn.role in ("system", "tool", "assistant"):
+            if turn.clips:
+                raise ValueError(f"turn {i} ({turn.role}) carries a clip; {turn.role} turns take text only")
+            messages.append({"role": turn.role, "content": turn.text})
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in turn.content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+            else:
+                parts += _clip_parts(part, encoded[part], fps)
+        messages.append({"role": "user", "content": parts})
+    extra: dict[str, Any] = {}
+    if fps is not None:
+        extra["media_io_kwargs"] = {"video": {"num_frames": -1, "fps": round(fps, 6)}}
+    return messages, extra
+
+
+def _clip_parts(ref: ClipRef, enc: EncodedClip, fps: float | None) -> list[dict[str, Any]]:
+    if fps is None:  # images: each frame with its absolute time
+        parts: list[dict[str, Any]] = []
+        for t, frame in zip(enc.timestamps, enc.frames, strict=True):
+            parts.append({"type": "text", "text": f"<{t:.1f} seconds>"})
+            parts.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{frame}"}})
+        return parts
+    video = {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(enc.frames)}}
+    note = spacing_note(ref, fps)
+    return [video] if note is None else [{"type": "text", "text": note}, video]
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def token_offsets(text: str, tokens: Sequence[str]) -> tuple[tuple[int, int], ...] | None:
+    """``[start, end)`` of each returned token string in ``text`` (for confidences).
+
+    Token strings decoded one by one do not always concatenate to the text: a character
+    split over byte-level tokens decodes as U+FFFD pieces (``" \\ufffd"``, ``"\\ufffd0"``),
+    EOS may show as ``<|im_end|>``, a stop string cuts the text inside a token. The walk
+    matches literal characters one to one; a run of U+FFFD matches the non-ASCII
+    characters up to the next literal and gives them to the run's last token, the one
+    completing them (as the transformers backend does); a token whose first character does
+    not match (a special token the text leaves out) gets an empty range.
+
+    Returns:
+        One range per token, contiguous from 0; tokens past the text end there. None when
+        the strings do not spell the text (e.g. ``token_id:N`` strings).
+    """
+    stream = [(i, ch) for i, tok in enumerate(tokens) for ch in tok]
+    ends: dict[int, int] = {}
+    p = q = 0
+    while q < len(stream) and p < len(text):
+        i, ch = stream[q]
+        if ch == "\ufffd":
+            run_end = q
+            while run_end < len(stream) and stream[run_end][1] == "\ufffd":
+                run_end += 1
+            after = stream[run_end][1] if run_end < len(stream) else None
+            if text[p].isascii():
+                return None
+            p += 1
+            while p < len(text) and not text[p].isascii() and text[p] != after:
+                p += 1
+            ends[stream[run_end - 1][0]] = p
+            q = run_end
+        elif text[p] == ch:
+            p += 1
+            ends[i] = p
+            q += 1
+        elif i in ends or (q > 0 and stream[q - 1][0] == i):
+            return None  # a mismatch inside a token
+        else:
+            while q < len(stream) and stream[q][0] == i:
+                q += 1
+    if p < len(text):
+        return None
+    offsets, start = [], 0
+    for i in range(len(tokens)):
+        end = max(ends.get(i, start), start)
+        offsets.append((start, end))
+        start = end
+    return tuple(offsets)
+
+
+def parse_completion(choice: dict[str, Any], want_logprobs: bool) -> Completion:
+    """One choice of a chat completion (JSON, with vLLM's ``token_ids``) as a Completion.
+
+    Raises:
+        ModelError: the choice does not have the OpenAI shape.
+    """
+    try:
+        text = choice["message"].get("content") or ""
+        items = (choice.get("logprobs") or {}).get("content") or None
+        ids = choice.get("token_ids")
+        return Completion(
+            text=text,
+            token_ids=tuple(int(i) for i in ids) if ids is not None else None,
+            logprobs=tuple(float(it["logprob"]) for it in items) if want_logprobs and items else None,
+            token_offsets=token_offsets(text, [str(it["token"]) for it in items]) if items else None,
+            finish_reason=choice.get("finish_reason"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"a response choice is not an OpenAI chat completion: {exc!r}") from exc
+
+
+# --------------------------------------------------------------------------- clients
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    client: AsyncOpenAI
+    outstanding: int = 0
+    model: str | None = None
+
+
+@dataclass
+class _LoopState:
+    """Clients and gates of one event loop (httpx pools and semaphores bind to a loop)."""
+
+    endpoints: list[_Endpoint]
+    gate: asyncio.Semaphore
+    encoding: dict[ClipRef, asyncio.Future[EncodedClip]] = field(default_factory=dict)
+    turn: int = 0
+    closer: AsyncGenerator[None, None] | None = None
+
+    def pick(self, avoid: str | None) -> _Endpoint:
+        """Least outstanding requests; ties rotate; avoid the endpoint that just failed."""
+        pool = [e for e in self.endpoints if e.url != avoid] or self.endpoints
+        low = min(e.outstanding for e in pool)
+        ties = [e for e in pool if e.outstanding == low]
+        self.turn += 1
+        return ties[self.turn % len(ties)]
+
+
+@dataclass
+class ServedStats:
+    """Counters for tests, benchmarks and logs (no request content, no secrets)."""
+
+    requests: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0
+    backoff_total_s: float = 0.0
+    backoff_max_s: float = 0.0
+    per_endpoint: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class _ClipCache:
+    """Encoded clips, least recently used dropped past ``max_bytes``. Thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[ClipRef, int], EncodedClip] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[ClipRef, int]) -> EncodedClip | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[ClipRef, int], value: EncodedClip) -> None:
+        with self._lock:
+            if key in self._items or value.nbytes > self.max_bytes:
+                return
+            self._items[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+class OpenAIVLM:
+    """A VLM behind one or more OpenAI-compatible chat endpoints (vLLM replicas).
+
+    Args:
+        endpoints: base URL(s), e.g. ``"http://127.0.0.1:8000/v1"`` (``/v1`` is added to
+            a URL without a path).
+        model: the served model name; None asks each endpoint's ``/v1/models`` once.
+        api_key_env: the environment variable holding the API key (read once, here);
+            unset means no key (vLLM without ``--api-key``).
+        concurrency: requests in flight at once over all endpoints.
+        timeout: seconds per attempt (connect to last byte).
+        max_retries: further attempts after a retryable failure.
+        backoff: ``(base, cap)`` seconds: attempt k waits ``min(cap, base * 2**k)`` scaled
+            by a random factor in [0.5, 1] (jitter), or the server's ``Retry-After`` up to cap.
+        video_mode: ``"frames"`` (a JPEG frame-list video per clip) or ``"images"``.
+        jpeg_quality: 1..100.
+        cache_bytes: bound on the encoded-clip cache.
+
+    ``stats`` counts requests, attempts, retries, failures and backoff per instance.
+    Connections belong to an event loop: each loop gets its own, closed when
+    ``asyncio.run`` ends it (or by ``await vlm.aclose()``); a loop closed by hand without
+    finalising its async generators leaves them to the garbage collector (a warning).
+
+    Example:
+        >>> vlm = OpenAIVLM(["http://gpu1:8000/v1", "http://gpu2:8000/v1"])  # doctest: +SKIP
+        >>> agent = ZoomAgent(vlm)  # or ZoomAgent("http://gpu1:8000/v1")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: tuple[float, float] = (0.5, 8.0),
+        video_mode: VideoMode = "frames",
+        jpeg_quality: int = 90,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not urls:
+            raise ValueError("OpenAIVLM needs at least one endpoint URL")
+        self.endpoints: tuple[str, ...] = tuple(dict.fromkeys(normalize_endpoint(u) for u in urls))
+        _check_settings(concurrency, timeout, max_retries, backoff, video_mode, jpeg_quality)
+        self.model = model
+        self.api_key_env = api_key_env
+        self._api_key = os.environ.get(api_key_env) or None
+        self.concurrency, self.timeout, self.max_retries = concurrency, float(timeout), max_retries
+        self.backoff = (float(backoff[0]), float(backoff[1]))
+        self.video_mode: VideoMode = video_mode
+        self.jpeg_quality = jpeg_quality
+        self.stats = ServedStats()
+        self._cache = _ClipCache(cache_bytes)
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._random = random.Random()
+
+    def __repr__(self) -> str:  # no key, ever
+        return (
+            f"OpenAIVLM({list(self.endpoints)!r}, model={self.model!r}, video_mode={self.video_mode!r}, "
+            f"concurrency={self.concurrency})"
+        )
+
+    # -- the VLM protocol -------------------------------------------------------------
+    async def generate(self, request: VLMRequest) -> VLMResponse:
+        """Send one conversation; retry transient failures; parse text, ids and logprobs.
+
+        Raises:
+            ModelError: a clip could not be read or encoded, the server rejected the
+                request (4xx other than 429), or every attempt failed.
+        """
+        t0 = time.perf_counter()
+        self.stats.requests += 1
+        state = await self._state()
+        try:
+            encoded = await self._encode_all(state, [c for t in request.turns for c in t.clips])
+            messages, extra = render_messages(request.turns, encoded, self.video_mode)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"could not prepare the request's frames: {type(exc).__name__}: {exc}") from exc
+        s = request.sampling
+        repeat = s.n if s.temperature == 0 else 1  # greedy samples are identical: ask once, copy
+        body = request_body(request, messages, extra, n=s.n // repeat)
+        raw, url = await self._send(state, body)
+        choices = raw.get("choices") if isinstance(raw, dict) else None
+        if not choices or not isinstance(choices, list):
+            raise ModelError(f"{url}: the response has no choices")
+        ordered = sorted(choices, key=lambda c: int(c.get("index") or 0) if isinstance(c, dict) else 0)
+        completions = [parse_completion(c, request.want_logprobs) for c in ordered]
+        ids = raw.get("prompt_token_ids")
+        return VLMResponse(
+            completions=tuple(completions * repeat),
+            prompt_token_ids=tuple(int(i) for i in ids) if ids is not None else None,
+            model=str(raw.get("model") or ""),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    async def aclose(self) -> None:
+        """Close this event loop's HTTP connections (the object stays usable)."""
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None and state.closer is not None:
+            await state.closer.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------
+    async def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            from openai import AsyncOpenAI
+
+            for old in [old for old in self._states if old.is_closed()]:
+                del self._states[old]
+            clients = [
+                _Endpoint(
+                    u,
+                    AsyncOpenAI(
+                        base_url=u,
+                        api_key=self._api_key or _NO_KEY,
+                        max_retries=0,
+                        http_client=_http_client(),
+                    ),
+                )
+                for u in self.endpoints
+            ]
+            state = self._states[loop] = _LoopState(clients, asyncio.Semaphore(self.concurrency))
+            # asyncio.run finalises async generators before it closes the loop: this one
+            # closes the connections there (pytest-asyncio loops do the same).
+            state.closer = _closer(clients)
+            await state.closer.__anext__()
+        return state
+
+    async def _encode_all(self, state: _LoopState, clips: list[ClipRef]) -> dict[ClipRef, EncodedClip]:
+        unique = list(dict.fromkeys(clips))
+        done = await asyncio.gather(*(self._encode(state, c) for c in unique))
+        return dict(zip(unique, done, strict=True))
+
+    async def _encode(self, state: _LoopState, ref: ClipRef) -> EncodedClip:
+        key = (ref, self.jpeg_quality)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        pending = state.encoding.get(ref)
+        if pending is None:  # one encode per clip, however many requests wait for it
+            pending = state.encoding[ref] = asyncio.ensure_future(
+                asyncio.to_thread(encode_clip, ref, self.jpeg_quality)
+            )
+            pending.add_done_callback(lambda _: state.encoding.pop(ref, None))
+        value = await asyncio.shield(pending)
+        self._cache.put(key, value)
+        return value
+
+    async def _send(self, state: _LoopState, body: dict[str, Any]) -> tuple[Any, str]:
+        """POST the body with retries; the parsed JSON and the endpoint that answered.
+
+        The SDK's raw ``post`` sends the body as it is: its typed ``create`` walks every
+        content part of every message (about 5 ms a request here, the bottleneck).
+        """
+        import openai
+
+        last: Exception | None = None
+        endpoint: _Endpoint | None = None
+        t0 = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            async with state.gate:
+                endpoint = state.pick(avoid=endpoint.url if endpoint and last else None)
+                endpoint.outstanding += 1
+                self.stats.attempts += 1
+                self.stats.per_endpoint[endpoint.url] += 1
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        model = self.model or await _served_model(endpoint)
+                        raw = await endpoint.client.post(
+                            "/chat/completions",
+                            cast_to=cast(Any, object),
+                            body={"model": model, **body},
+                            options={"timeout": self.timeout},
+                        )
+                    return raw, endpoint.url
+                except (openai.APIConnectionError, TimeoutError, openai.RateLimitError) as exc:
+                    last = exc
+                except openai.APIStatusError as exc:
+                    if exc.status_code < 500:
+                        self.stats.failures += 1
+                        self.stats.errors[_kind(exc)] += 1
+                        raise ModelError(f"{endpoint.url} rejected the request: {_describe(exc)}") from exc
+                    last = exc
+                finally:
+                    endpoint.outstanding -= 1
+            self.stats.errors[_kind(last)] += 1
+            if attempt < self.max_retries:
+                self.stats.retries += 1
+                await asyncio.sleep(self._delay(attempt, last))
+        self.stats.failures += 1
+        assert endpoint is not None and last is not None
+        raise ModelError(
+            f"{endpoint.url}: no answer after {self.max_retries + 1} attempts in "
+            f"{time.perf_counter() - t0:.1f} s; last error: {_describe(last)}"
+        ) from last
+
+    def _delay(self, attempt: int, exc: Exception | None) -> float:
+        base, cap = self.backoff
+        delay = min(cap, base * 2**attempt) * self._random.uniform(0.5, 1.0)
+        after = _retry_after(exc)
+        if after is not None:
+            delay = max(delay, min(cap, after))
+        self.stats.backoff_total_s += delay
+        self.stats.backoff_max_s = max(self.stats.backoff_max_s, delay)
+        return delay
+
+
+def _http_client() -> Any:
+    """The SDK's aiohttp transport when aiohttp is installed (about half the CPU per request
+    of httpx's pool, which scans every idle connection per request), else its httpx one.
+    Never the SDK's implicit default: that one schedules its close on whatever loop runs
+    when it is collected, which fails for connections of a closed loop."""
+    try:
+        import aiohttp  # noqa: F401
+        from openai import DefaultAioHttpClient
+
+        return DefaultAioHttpClient()
+    except ImportError:
+        from openai import DefaultAsyncHttpxClient
+
+        return DefaultAsyncHttpxClient()
+
+
+async def _closer(endpoints: list[_Endpoint]) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await asyncio.gather(*(e.client.close() for e in endpoints), return_exceptions=True)
+
+
+async def _served_model(endpoint: _Endpoint) -> str:
+    """The endpoint's first served model (asked once per endpoint and event loop)."""
+    if endpoint.model is None:
+        page = await endpoint.client.models.list()
+        names = [m.id for m in page.data]
+        if not names:
+            raise ModelError(f"{endpoint.url}/models lists no model; pass model= explicitly")
+        endpoint.model = names[0]
+    return endpoint.model
+
+
+def request_body(
+    request: VLMRequest, messages: list[dict[str, Any]], extra: dict[str, Any], *, n: int
+) -> dict[str, Any]:
+    """The chat-completions JSON body (without ``model``): messages, sampling, vLLM extras."""
+    s = request.sampling
+    body: dict[str, Any] = {"messages": messages, "n": n, "temperature": s.temperature, "top_p": s.top_p}
+    body |= {"max_tokens": s.max_tokens, **extra}
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if request.want_logprobs:  # per-token logprobs and vLLM's token ids (training rollouts)
+        body |= {"logprobs": True, "top_logprobs": 0, "return_token_ids": True}
+    if request.turns[-1].role == "assistant":  # a prefix to continue, as the transformers backend does
+        body |= {"continue_final_message": True, "add_generation_prompt": False}
+    return body
+
+
+def _retry_after(exc: Exception | None) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause: transports re-wrap errors (the SDK's aiohttp transport reports
+    a refused connection as a connect *timeout*), the root says what happened."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
+def _kind(exc: BaseException | None) -> str:
+    """A short failure class for `ServedStats.errors`, e.g. ``HTTP 503``, ``ConnectionRefusedError``."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    if exc is None or isinstance(exc, TimeoutError):
+        return "TimeoutError"
+    return type(_root(exc)).__name__
+
+
+def _describe(exc: BaseException | None) -> str:
+    """``Kind: message`` of a failure, short (HTTP bodies can be long), with its root cause."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError: no complete response within the timeout"
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    root = _root(exc)
+    if root is not exc:
+        text += f" (cause: {type(root).__name__}: {' '.join(str(root).split())[:200]})"
+    return text
+
+
+def _check_settings(
+    concurrency: int, timeout: float, max_retries: int, backoff: tuple[float, float], mode: str, quality: int
+) -> None:
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+    if len(backoff) != 2 or not 0 <= backoff[0] <= backoff[1]:
+        raise ValueError(f"backoff must be (base, cap) seconds with 0 <= base <= cap, got {backoff}")
+    if mode not in ("frames", "images"):
+        raise ValueError(f"video_mode must be 'frames' or 'images', got {mode!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {quality}")

