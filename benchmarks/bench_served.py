@@ -40,7 +40,8 @@ from zoom_agent.agent import ZoomAgent
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.eval import run_eval
 from zoom_agent.models.base import Turn
-from zoom_agent.models.served import OpenAIVLM, _http_client, encode_clip, render_messages
+from zoom_agent.models.chat_format import encode_clip, render_messages
+from zoom_agent.models.served import OpenAIVLM, _http_client
 from zoom_agent.types import GroundedAnswer, Question, Span, VideoInfo
 from zoom_agent.video import plan_clip
 

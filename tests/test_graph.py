@@ -231,3 +231,16 @@ def test_thread_resumes_from_a_sqlite_checkpoint(tmp_path):
     result, clips = asyncio.run(scenario())
     assert result.answer == "B" and calls["n"] == 3  # the zoom was not redone; one more model call
     assert len(clips) == 1
+
+
+def test_blocking_ask_and_stream_on_a_real_video_file(tmp_path):
+    from zoom_agent.datasets.synthetic import write_synthetic_video
+
+    path = tmp_path / "clip.mp4"
+    write_synthetic_video(path, duration=6.0, fps=5.0, size=(96, 64), num_events=1)
+    agent = ZoomAgent(ScriptedVLM(lambda r: answer("A") if len(r.turns) > 2 else zoom_call(1, 3)), CONFIG)
+    nodes = [node for node, _ in agent.stream(path, "Which colour?", ["red", "green"])]
+    assert nodes == ["prepare", "model", "zoom", "observe", "model", "finalize"]
+    result = agent.ask(path, "Which colour?", ["red", "green"])
+    assert result.answer == "A" and result.zooms[0].clip is not None
+    assert result.zooms[0].clip.path == str(path)

@@ -25,7 +25,8 @@ def test_tiny_cpu_recipe_reward_rises(tmp_path: Path) -> None:
     The target is the recipe's CI probe (a reply that holds a number): random weights hit
     it about one time in four, so GRPO has a signal from the first step.
     """
-    from zoom_agent.training.trainer import METRICS_FILE, Trainer
+    from zoom_agent.training.metrics_log import METRICS_FILE
+    from zoom_agent.training.trainer import Trainer
 
     Trainer(load_recipe("tiny-cpu", [f"output_dir={tmp_path}", "progress=false"])).train()
     rows = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]

@@ -1,5 +1,6 @@
 """The distribution installs one top-level package, and the core import stays light."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,31 +33,27 @@ def test_editable_install_maps_top_level_folders_under_zoom_agent():
 
 @pytest.mark.slow
 def test_wheel_holds_only_the_zoom_agent_package(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-    )
+    # Build from a clean copy: an in-tree build would reuse a stale build/lib and could hide
+    # a package missing from pyproject.toml.
+    source = tmp_path / "src"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(ROOT, source, ignore=skip)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*command, str(source)], check=True)
     (wheel,) = tmp_path.glob("zoom_agent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"zoom_agent"}, f"unexpected top-level entries in the wheel: {top}"
-    for module in (
-        "zoom_agent/tools/zoom.py",
-        "zoom_agent/graphs/__init__.py",
-        "zoom_agent/training/__init__.py",
-    ):
-        assert module in names
+    # every source module is in the wheel, under its installed name
+    mapping = {"zoom_agent": "zoom_agent", "tools": "zoom_agent/tools", "graphs": "zoom_agent/graphs"}
+    mapping["training"] = "zoom_agent/training"
+    expected = {
+        f"{mapping[folder]}/{path.relative_to(ROOT / folder).as_posix()}"
+        for folder in mapping
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    assert not expected - set(names), f"modules missing from the wheel: {sorted(expected - set(names))}"
+    assert "zoom_agent/training/recipes/tiny-cpu.yaml" in names
     # the installed wheel imports the same names as the editable install
     target = tmp_path / "site"
     subprocess.run(

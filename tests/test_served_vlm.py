@@ -21,7 +21,8 @@ from zoom_agent.config import Budget
 from zoom_agent.models import load_model
 from zoom_agent.models import served as served_mod
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.served import OpenAIVLM, frame_spacing, normalize_endpoint, token_offsets
+from zoom_agent.models.chat_format import EncodedClip, frame_spacing, token_offsets
+from zoom_agent.models.served import OpenAIVLM, normalize_endpoint
 from zoom_agent.types import ClipRef, Span, VideoInfo
 from zoom_agent.video import plan_clip
 
@@ -286,7 +287,7 @@ async def test_each_clip_is_encoded_once(info: VideoInfo, monkeypatch):
     calls: list[ClipRef] = []
     real = served_mod.encode_clip
 
-    def counting(ref: ClipRef, quality: int) -> served_mod.EncodedClip:
+    def counting(ref: ClipRef, quality: int) -> EncodedClip:
         calls.append(ref)
         return real(ref, quality)
 

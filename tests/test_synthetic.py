@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from zoom_agent.datasets import synthetic as S
+from zoom_agent.datasets import synthetic_video as V
 from zoom_agent.types import Question
 
 DURATION, FPS, WIDTH = 8.0, 10.0, 320
@@ -29,14 +30,14 @@ def _is_grey(pixel: np.ndarray) -> bool:
 
 
 def _nearest_colour(pixel: np.ndarray) -> str:
-    return min(S.COLOURS, key=lambda c: float(np.abs(np.array(S.COLOURS[c]) - pixel.astype(int)).sum()))
+    return min(V.COLOURS, key=lambda c: float(np.abs(np.array(V.COLOURS[c]) - pixel.astype(int)).sum()))
 
 
 def _read_digit(frame: np.ndarray, card: tuple[int, int, int, int]) -> int:
     x, y, w, h = card
     crop = frame[y : y + h, x : x + w].astype(int)
-    scale = S.card_scale(frame.shape[0])
-    return min(range(10), key=lambda d: float(np.abs(crop - S.render_digit_card(d, scale)).mean()))
+    scale = V.card_scale(frame.shape[0])
+    return min(range(10), key=lambda d: float(np.abs(crop - V.render_digit_card(d, scale)).mean()))
 
 
 def test_events_are_disjoint_and_on_the_frame_grid(video: tuple[Path, list[S.SyntheticEvent]]) -> None:
@@ -57,10 +58,10 @@ def test_shape_is_visible_exactly_during_its_event(video: tuple[Path, list[S.Syn
     for e in events:
         mid = (e.start_frame + e.end_frame - 1) // 2
         x, y = e.position(mid, width)
-        assert _nearest_colour(S.read_video_frame(path, mid)[y, x]) == e.colour
-        assert not _is_grey(S.read_video_frame(path, mid)[y, x])
+        assert _nearest_colour(V.read_video_frame(path, mid)[y, x]) == e.colour
+        assert not _is_grey(V.read_video_frame(path, mid)[y, x])
         for outside in (e.start_frame - 1, e.end_frame):
-            frame = S.read_video_frame(path, outside)
+            frame = V.read_video_frame(path, outside)
             assert _is_grey(frame[y, x]), f"{e.name} still drawn at frame {outside}"
             assert _is_grey(frame[e.card[1] + e.card[3] // 2, e.card[0] + e.card[2] // 2])
 
@@ -77,26 +78,26 @@ def test_shape_enters_moves_and_leaves(video: tuple[Path, list[S.SyntheticEvent]
         assert abs(x3 - x1) > width / 3
         assert e.direction * (x3 - x1) > 0
         for q, x, y in ((q1, x1, y1), (q3, x3, y3)):
-            assert _nearest_colour(S.read_video_frame(path, q)[y, x]) == e.colour
+            assert _nearest_colour(V.read_video_frame(path, q)[y, x]) == e.colour
 
 
 def test_digit_is_legible_at_full_resolution_only(video: tuple[Path, list[S.SyntheticEvent]]) -> None:
     path, events = video
     for e in events:
         mid = (e.start_frame + e.end_frame - 1) // 2
-        assert _read_digit(S.read_video_frame(path, mid), e.card) == e.digit
+        assert _read_digit(V.read_video_frame(path, mid), e.card) == e.digit
     # At a coarse plan's size (a quarter of 320x240 per side) the 10 px glyph is under 3 px:
     # the 3x5 dots of the font blur into one blob.
     _, _, _, card_h = events[0].card
-    assert card_h == 14 and 5 * S.card_scale(240) / 4 < 3
+    assert card_h == 14 and 5 * V.card_scale(240) / 4 < 3
 
 
 def test_digit_cards_are_all_distinct() -> None:
-    cards = [S.render_digit_card(d, 1) for d in range(10)]
+    cards = [V.render_digit_card(d, 1) for d in range(10)]
     assert all((cards[i] != cards[j]).any() for i in range(10) for j in range(i))
-    assert S.render_digit_card(8, 2).shape == (14, 10, 3)
+    assert V.render_digit_card(8, 2).shape == (14, 10, 3)
     with pytest.raises(ValueError, match="digit"):
-        S.render_digit_card(10, 2)
+        V.render_digit_card(10, 2)
 
 
 def test_deterministic_for_a_seed(tmp_path: Path, video: tuple[Path, list[S.SyntheticEvent]]) -> None:
@@ -104,7 +105,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, video: tuple[Path, list[S.Synt
     again = S.write_synthetic_video(tmp_path / "again.mp4", seed=7, **KW)
     assert again == events
     for index in (0, events[1].start_frame + 3):
-        assert np.array_equal(S.read_video_frame(path, index), S.read_video_frame(tmp_path / "again.mp4", index))
+        assert np.array_equal(V.read_video_frame(path, index), V.read_video_frame(tmp_path / "again.mp4", index))
     other = S.write_synthetic_video(tmp_path / "other.mp4", seed=8, **KW)
     assert other != events
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.mp4", "other.mp4"]  # no temp files left
@@ -176,7 +177,7 @@ def test_questions_for_one_long_event_or_many(tmp_path: Path, num_events: int) -
     assert {q.qtype for q in questions} >= {"digit", "shape", "when"}
     assert all(q.options is not None and len(set(q.options)) == 4 for q in questions)
     assert (num_events == 6) == any(q.qtype == "order" for q in questions)
-    unique_shapes = [s for s in S.SHAPES if sum(e.shape == s for e in events) == 1]
+    unique_shapes = [s for s in V.SHAPES if sum(e.shape == s for e in events) == 1]
     assert sum(q.qtype == "colour" for q in questions) == len(unique_shapes)
 
 

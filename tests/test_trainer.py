@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,8 @@ from zoom_agent.models.scripted import ScriptedVLM
 from zoom_agent.training import data as data_mod
 from zoom_agent.training.config import TrainConfig, available_recipes, load_recipe, parse_overrides
 from zoom_agent.training.loss import policy_loss
-from zoom_agent.training.trainer import loss_weight, lr_lambda
+from zoom_agent.training.optim import lr_lambda
+from zoom_agent.training.update import loss_weight
 from zoom_agent.types import GroundedAnswer, Question, Span
 
 # -- config and recipes ---------------------------------------------------------------------
@@ -136,6 +138,26 @@ def test_data_stream_covers_each_epoch_once_and_repeats_with_the_seed() -> None:
     assert data_mod.step_items(qs, 0, 5, seed=3, shuffle=False) == qs
 
 
+def test_jsonl_questions_resolve_under_the_video_root_and_bad_lines_name_their_line(tmp_path: Path) -> None:
+    from zoom_agent.training.config import DataConfig
+
+    good = Question(id="a", video="sub/v.mp4", question="q?")
+    path = tmp_path / "qs.jsonl"
+    path.write_text(good.model_dump_json() + "\n\n")  # blank lines are skipped
+    config = DataConfig(kind="jsonl", path=str(path), video_root=str(tmp_path / "videos"))
+    (q,) = data_mod.load_questions(config, tmp_path)
+    assert q.video == os.path.realpath(tmp_path / "videos" / "sub" / "v.mp4")
+    path.write_text(good.model_dump_json() + '\n{"id": "b"}\n')
+    with pytest.raises(ValueError, match=r"qs\.jsonl:line 2: not a Question"):
+        data_mod.load_questions(config, tmp_path)
+    path.write_text(good.model_dump_json() + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"qs\.jsonl:line 2: invalid JSON"):
+        data_mod.load_questions(config, tmp_path)
+    path.write_text(good.model_copy(update={"video": "../outside.mp4"}).model_dump_json() + "\n")
+    with pytest.raises(ValueError, match="escapes the video root"):
+        data_mod.load_questions(config, tmp_path)
+
+
 def test_offline_difficulty_filter_keeps_only_informative_questions() -> None:
     easy, useful = (
         Question(
@@ -167,7 +189,7 @@ def test_offline_difficulty_filter_keeps_only_informative_questions() -> None:
 
 def _traj(group: int, sample: int, layout: str) -> Any:
     """A trajectory whose tokens are: e = environment, r = reasoning, s = span, a = answer."""
-    from zoom_agent.training.rollout import Trajectory
+    from zoom_agent.training.trajectory import Trajectory
 
     q = Question(id=str(group), video="v.mp4", question="q?")
     traj = Trajectory(question=q, group=group, sample=sample, result=GroundedAnswer(question_id="x", status="answered"))
@@ -184,7 +206,7 @@ def _parts(answer: float, iou: float = 0.5, number: float = 0.0) -> dict[str, fl
 
 def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
     from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.trainer import trajectory_advantages
+    from zoom_agent.training.scoring import trajectory_advantages
 
     trajs = [_traj(0, 0, "eerrssrraa"), _traj(0, 1, "eerrssraae")]
     credit = CreditConfig(variant="A")
@@ -200,7 +222,7 @@ def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
 
 def test_probe_channel_and_sequence_grpo_spread_over_every_policy_token() -> None:
     from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.trainer import trajectory_advantages
+    from zoom_agent.training.scoring import trajectory_advantages
 
     trajs = [_traj(0, 0, "errsa"), _traj(0, 1, "errsa"), _traj(1, 0, "ra")]
     parts = [_parts(0.0, number=1.0), _parts(0.0, number=0.0), _parts(1.0, number=1.0)]
@@ -272,8 +294,8 @@ def test_one_step_logs_every_reward_part_and_timing(tmp_path: Path, prebuilt: di
 
 @pytest.mark.slow
 def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt: dict[str, str]) -> None:
-    from zoom_agent.training.rollout import Trajectory
     from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.trajectory import Trajectory
     from zoom_agent.training.verifier import ZoomVerifier
 
     trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1", "reward.verifier=policy"))

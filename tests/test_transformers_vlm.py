@@ -13,15 +13,9 @@ import pytest
 import torch
 
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.hf import (
-    TransformersVLM,
-    _trim,
-    chat_messages,
-    clip_metadata,
-    frame_spacing,
-    processor_size_bounds,
-    token_offsets,
-)
+from zoom_agent.models.chat_format import frame_spacing
+from zoom_agent.models.hf import TransformersVLM, _trim, token_offsets
+from zoom_agent.models.hf_render import chat_messages, clip_metadata, processor_size_bounds
 from zoom_agent.models.tiny import FAMILIES, build_tiny_model
 from zoom_agent.types import ClipRef, Span
 

@@ -42,7 +42,7 @@ def _agent():  # type: ignore[no-untyped-def]
 
 
 def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # type: ignore[no-untyped-def]
-    from zoom_agent.training.rollout import policy_logprobs
+    from zoom_agent.training.replay import policy_logprobs
 
     rollout_engine, questions = engine
     trajs = asyncio.run(rollout_engine.rollouts(questions[:2], _agent(), group_size=4, seed=0))
@@ -59,7 +59,7 @@ def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # t
 
 def test_sleep_wake_and_weight_sync_reach_the_engine(engine) -> None:  # type: ignore[no-untyped-def]
     from zoom_agent.models.base import Sampling
-    from zoom_agent.training.rollout import render_conversation
+    from zoom_agent.training.replay import render_conversation
 
     rollout_engine, questions = engine
     sampler, policy = rollout_engine.sampler, rollout_engine.vlm

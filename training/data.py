@@ -71,17 +71,14 @@ def _load_files(config: DataConfig) -> list[Question]:
         from zoom_agent.datasets import load_rextime
 
         return load_rextime(config.path, config.video_root, options_path=config.options_path)
-    from zoom_agent.datasets import resolve_video
+    from zoom_agent.datasets.paths import DatasetFormatError, read_jsonl, resolve_video
 
     questions = []
-    path = Path(config.path)
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, record in read_jsonl(config.path):
         try:
-            q = Question.model_validate_json(line)
+            q = Question.model_validate(record)
         except ValueError as exc:
-            raise ValueError(f"{path}:{n}: not a Question JSON line ({exc})") from None
+            raise DatasetFormatError(config.path, f"line {n}", f"not a Question ({exc})") from None
         questions.append(q.model_copy(update={"video": resolve_video(config.video_root, q.video)}))
     return questions
 

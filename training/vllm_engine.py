@@ -1,6 +1,6 @@
 """Rollouts on a colocated vLLM engine (GPU), with sleep/wake and weight sync after each step.
 
-`VLLMSampler` is a `training.rollout.TokenSampler`: the rollout recorder renders each prompt
+`VLLMSampler` is a `training.sampler.TokenSampler`: the rollout recorder renders each prompt
 with the policy's own processor (earlier replies spliced in as sampled ids, video
 placeholders already expanded) and vLLM samples from those exact token ids with the clips'
 frames as multimodal data, so the training pass and vLLM see the same sequence. Requests
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoom_agent.models.base import Sampling
-from zoom_agent.training.rollout import PolicyCall, RenderedPrompt, banned_token_ids
+from zoom_agent.training.replay import RenderedPrompt, banned_token_ids
+from zoom_agent.training.trajectory import PolicyCall
 
 if TYPE_CHECKING:
     import torch
@@ -107,7 +108,7 @@ class VLLMSampler:
         return job.future.result()
 
     def _request(self, prompt: RenderedPrompt) -> dict[str, Any]:
-        from zoom_agent.models.hf import clip_metadata, read_clip_frames
+        from zoom_agent.models.hf_render import clip_metadata, read_clip_frames
 
         videos = []
         for ref in prompt.clips:

@@ -4,23 +4,9 @@ Named ``hf.py`` so it never shadows the ``transformers`` package. Only the heavy
 imports this module (``zoom_agent.models`` loads it lazily), so torch is imported here at
 module level.
 
-Timing, the facts this backend must get right (FIELD-NOTES.md):
-
-- Qwen3-VL writes ``<t seconds>`` into the prompt from ``frames_indices / fps``: each clip
-  goes in with its *source* frame indices and the source fps, so the times are absolute.
-- Qwen2.5-VL restarts time at 0 for every video and places frames on the M-RoPE time axis
-  by ``second_per_grid_ts``. transformers derives it from ``VideoMetadata.sampled_fps`` =
-  ``len(frames_indices) / total_num_frames * fps``, the average rate over the *whole*
-  source, which is wrong for a zoomed clip (4 frames inside 2 s of a 20 s video gave
-  6.7 s per grid instead of 1.0 s). Each Qwen2.5-VL clip therefore goes in with
-  clip-local metadata whose rate is the real frame spacing, so ``second_per_grid_ts ==
-  temporal_patch * spacing``; its absolute start and end are stated in the prompt text
-  by the prompt builder. A vLLM backend gets the same numbers by passing ``fps = 1 /
-  spacing``.
-- ``mm_token_type_ids`` comes from the processor and goes to the model; without it the
-  positions change silently.
-- Clips arrive already resized to their planned size (a multiple of patch * merge), and
-  the size bounds given to the processor bracket exactly those sizes, so it keeps them.
+Timing: clips go in as `zoom_agent.models.hf_render` renders them (the reasons are there).
+``mm_token_type_ids`` comes from the processor and goes to the model; without it the
+positions change silently.
 
 Log-probabilities: each completion's ``logprobs`` are ``log_softmax`` of the model's *raw*
 logits at temperature 1, gathered at the sampled tokens, i.e. the policy's own log-prob
@@ -41,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from zoom_agent.config import Family
-from zoom_agent.models.base import Completion, ModelError, Turn, VLMRequest, VLMResponse
+from zoom_agent.models.base import Completion, ModelError, VLMRequest, VLMResponse
+from zoom_agent.models.hf_render import (
+    chat_messages,
+    clip_metadata,
+    pad_frames,
+    processor_size_bounds,
+    read_clip_frames,
+)
 from zoom_agent.models.tiny import quiet_progress_bars
 from zoom_agent.types import ClipRef
 
@@ -182,7 +174,7 @@ class TransformersVLM:
         temporal = int(vp.temporal_patch_size)
         videos, metadata = [], []
         for ref in clips:
-            frames, indices = _pad_frames(read_clip_frames(ref), list(ref.frame_indices), temporal)
+            frames, indices = pad_frames(read_clip_frames(ref), list(ref.frame_indices), temporal)
             videos.append(frames)
             metadata.append(clip_metadata(ref, self.family, len(frames), indices))
         kwargs: dict[str, Any] = {
@@ -359,100 +351,6 @@ def _trim(ids: list[int], eos: Sequence[int], stops: Sequence[str], decode: Call
     if end is not None:
         return _Cut(n_tokens=end, finish_reason="stop")
     return _Cut(n_tokens=len(ids), finish_reason="length")
-
-
-def chat_messages(turns: Sequence[Turn]) -> tuple[list[dict[str, Any]], list[ClipRef]]:
-    """Turns as Qwen chat messages (text and video parts in order) plus their clips.
-
-    Args:
-        turns: the conversation; system turns carry text only.
-
-    Returns:
-        ``(messages, clips)``: clips in the order their ``<|video_pad|>`` parts appear.
-
-    Raises:
-        ValueError: a system turn carries a clip (the Qwen templates drop it silently).
-    """
-    messages: list[dict[str, Any]] = []
-    clips: list[ClipRef] = []
-    for i, turn in enumerate(turns):
-        parts: list[dict[str, Any]] = []
-        for part in turn.content:
-            if isinstance(part, str):
-                parts.append({"type": "text", "text": part})
-                continue
-            if turn.role == "system":
-                raise ValueError(f"turn {i} (system) carries a clip; system turns take text only")
-            parts.append({"type": "video"})
-            clips.append(part)
-        messages.append({"role": turn.role, "content": parts})
-    return messages, clips
-
-
-def read_clip_frames(ref: ClipRef) -> np.ndarray:
-    """The RGB frames (N, H, W, 3) uint8 of a planned clip, from the shared video cache."""
-    from zoom_agent import video
-
-    frames = np.asarray(video.open_video(ref.path).read_clip(ref).frames)
-    expected = (ref.num_frames, ref.height, ref.width, 3)
-    if frames.shape != expected or frames.dtype != np.uint8:
-        raise ValueError(f"clip of {ref.path} decoded to {frames.shape} {frames.dtype}, expected {expected} uint8")
-    return frames
-
-
-def _pad_frames(frames: np.ndarray, indices: list[int], temporal: int) -> tuple[np.ndarray, list[int]]:
-    # The processors repeat the last frame up to a whole temporal patch anyway; doing it
-    # here keeps single-frame clips legal for Qwen3-VL's resize and the timestamps aligned.
-    missing = -len(frames) % temporal
-    if missing:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
-        indices = indices + [indices[-1]] * missing
-    return frames, indices
-
-
-def frame_spacing(ref: ClipRef) -> float:
-    """Mean seconds between consecutive frames of a clip (one source frame when single)."""
-    ts = ref.timestamps
-    if len(ts) >= 2 and ts[-1] > ts[0]:
-        return (ts[-1] - ts[0]) / (len(ts) - 1)
-    return 1.0 / ref.fps
-
-
-def clip_metadata(ref: ClipRef, family: Family, num_frames: int, indices: Sequence[int]) -> Any:
-    """The ``VideoMetadata`` a clip goes in with (see the module docstring for why).
-
-    Args:
-        ref: the planned clip.
-        family: model family.
-        num_frames: frames passed (after padding to a whole temporal patch).
-        indices: source frame index of each passed frame.
-
-    Returns:
-        Qwen3-VL: source indices and fps (absolute ``<t seconds>``). Qwen2.5-VL: clip-local
-        indices at rate ``1 / spacing`` (correct ``second_per_grid_ts``).
-    """
-    from transformers.video_utils import VideoMetadata
-
-    if family == "qwen3_vl":
-        return VideoMetadata(total_num_frames=ref.num_source_frames, fps=ref.fps, frames_indices=list(indices))
-    return VideoMetadata(
-        total_num_frames=num_frames, fps=1.0 / frame_spacing(ref), frames_indices=list(range(num_frames))
-    )
-
-
-def processor_size_bounds(videos: Sequence[np.ndarray], family: Family, factor: int, temporal: int) -> dict[str, int]:
-    """``size`` bounds that make the processor keep each clip's planned frame size.
-
-    Qwen2.5-VL bounds pixels per frame; Qwen3-VL (without the per-frame cap) bounds pixels
-    per video (frames rounded to the temporal patch x height x width). Bracketing exactly
-    the clips' own values leaves every clip as it is.
-    """
-    costs = []
-    for v in videos:
-        n, h, w = v.shape[0], v.shape[1], v.shape[2]
-        pixels = max(factor, round(h / factor) * factor) * max(factor, round(w / factor) * factor)
-        costs.append(pixels * (round(n / temporal) * temporal if family == "qwen3_vl" else 1))
-    return {"shortest_edge": min(costs), "longest_edge": max(costs)}
 
 
 def _rng_devices(device: torch.device) -> list[int]:
