@@ -12,9 +12,9 @@ import torch
 from zoom_agent import protocol
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
+from zoom_agent.models.hf import _PolicyLogprobs
 from zoom_agent.training.replay import BANNED_TOKENS, RenderedPrompt, RolloutError, policy_logprobs, render_conversation
 from zoom_agent.training.rollout import PolicyRecorder, RolloutEngine
-from zoom_agent.training.sampler import _MaskedPolicyLogprobs
 from zoom_agent.training.trajectory import PolicyCall
 from zoom_agent.types import Question
 
@@ -255,7 +255,7 @@ def test_policy_never_samples_environment_placeholders(setup: tuple) -> None:
     assert len(banned) == len(BANNED_TOKENS)
     scores = torch.randn(1, 640)
     scores[0, list(banned)] = 50.0  # the model would love them
-    recorder = _MaskedPolicyLogprobs(banned)
+    recorder = _PolicyLogprobs(banned)
     out = recorder(torch.tensor([[1, 2]]), scores)
     assert bool(torch.isinf(out[0, list(banned)]).all())
     allowed = torch.ones(640, dtype=torch.bool)

@@ -21,7 +21,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from zoom_agent.config import Family
-from zoom_agent.models.base import Completion, ModelError, VLMRequest, VLMResponse
+from zoom_agent.models.base import Completion, ModelError, Sampling, VLMRequest, VLMResponse
 from zoom_agent.models.hf_render import (
     chat_messages,
     clip_metadata,
@@ -119,12 +119,13 @@ class TransformersVLM:
             # Decoding and preprocessing run outside the lock: they overlap another
             # request's generate (on a GPU fully, on CPU as far as the cores allow).
             inputs = self.render_inputs(request)
-            with self._lock:
-                completions = self._sample(inputs, request)
+            completions = self.generate_from_inputs(inputs, request.sampling)
         except ModelError:
             raise
         except Exception as exc:  # a backend reports every failure as ModelError (base.py)
             raise ModelError(f"transformers generate failed for {self.name}: {exc}") from exc
+        if not request.want_logprobs:
+            completions = [c.model_copy(update={"logprobs": None}) for c in completions]
         return VLMResponse(
             completions=tuple(completions),
             prompt_token_ids=tuple(int(i) for i in inputs["input_ids"][0].tolist()),
@@ -187,28 +188,45 @@ class TransformersVLM:
             kwargs["cap_pixels_per_frame"] = False  # the budget is already spent by plan_clip
         return kwargs
 
-    def _sample(self, inputs: BatchFeature, request: VLMRequest) -> list[Completion]:
-        s = request.sampling
-        greedy = s.temperature == 0
-        todo = 1 if greedy else s.n  # greedy samples are identical: decode once, copy
+    def generate_from_inputs(
+        self, inputs: Mapping[str, Any], sampling: Sampling, *, banned_token_ids: Sequence[int] = ()
+    ) -> list[Completion]:
+        """Sample from already-rendered processor inputs (a batch of one), under the model lock.
+
+        The trainer uses it to sample from the exact token ids of a replayed conversation.
+
+        Args:
+            inputs: processor outputs (``input_ids``, ``attention_mask``, pixel values, ...)
+                on the model's device.
+            sampling: temperature (0 = greedy), top_p, max_tokens, n, seed, stop strings.
+            banned_token_ids: ids the policy may never sample (masked before sampling and in
+                the recorded log-probs, e.g. vision placeholders).
+
+        Returns:
+            ``sampling.n`` completions with token ids, policy log-probs (log_softmax of the
+            raw, masked logits) and character offsets.
+        """
+        greedy = sampling.temperature == 0
+        todo = 1 if greedy else sampling.n  # greedy samples are identical: decode once, copy
         out: list[Completion] = []
         # A seed gives reproducible samples without touching the caller's RNG; without one,
         # the global RNG advances so that successive calls differ.
-        seeded = torch.random.fork_rng(devices=_rng_devices(self.device)) if s.seed is not None else nullcontext()
-        with seeded:
-            if s.seed is not None:
-                torch.manual_seed(s.seed)
+        seeded = (
+            torch.random.fork_rng(devices=_rng_devices(self.device)) if sampling.seed is not None else nullcontext()
+        )
+        with self._lock, seeded:
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
             while len(out) < todo:
                 chunk = min(self.max_batch, todo - len(out))
-                out.extend(self._generate_chunk(inputs, request, chunk))
-        if greedy:
-            out = out * s.n
-        return out
+                out.extend(self._generate_chunk(inputs, sampling, chunk, banned_token_ids))
+        return out * sampling.n if greedy else out
 
-    def _generate_chunk(self, inputs: BatchFeature, request: VLMRequest, n: int) -> list[Completion]:
+    def _generate_chunk(
+        self, inputs: Mapping[str, Any], s: Sampling, n: int, banned: Sequence[int]
+    ) -> list[Completion]:
         from transformers import GenerationConfig
 
-        s = request.sampling
         sample = s.temperature > 0
         # Unset fields are filled from the checkpoint's generation_config (Qwen ships
         # top_k, top_p, temperature, repetition_penalty there): set every one that changes
@@ -224,7 +242,7 @@ class TransformersVLM:
             stop_strings=list(s.stop) or None,
             **warpers,
         )
-        recorder = _PolicyLogprobs()
+        recorder = _PolicyLogprobs(banned)
         with torch.inference_mode():
             sequences = cast(Any, self.model).generate(
                 **inputs,
@@ -235,16 +253,16 @@ class TransformersVLM:
         prompt_len = inputs["input_ids"].shape[1]
         new = sequences[:, prompt_len:]
         logprobs = recorder.finish(new)
-        return [self._completion(new[i].tolist(), logprobs[i].tolist(), request) for i in range(new.shape[0])]
+        return [self._completion(new[i].tolist(), logprobs[i].tolist(), s.stop) for i in range(new.shape[0])]
 
-    def _completion(self, ids: list[int], logprobs: list[float], request: VLMRequest) -> Completion:
-        cut = _trim(ids, self.eos_token_ids, request.sampling.stop, self._decode)
+    def _completion(self, ids: list[int], logprobs: list[float], stop: Sequence[str]) -> Completion:
+        cut = _trim(ids, self.eos_token_ids, stop, self._decode)
         kept = ids[: cut.n_tokens]
         text = self._decode(kept) if cut.text is None else cut.text
         return Completion(
             text=text,
             token_ids=tuple(kept),
-            logprobs=tuple(logprobs[: cut.n_tokens]) if request.want_logprobs else None,
+            logprobs=tuple(logprobs[: cut.n_tokens]),
             token_offsets=token_offsets(self.tokenizer, kept, text),
             finish_reason=cut.finish_reason,
         )
@@ -298,13 +316,17 @@ class _PolicyLogprobs(LogitsProcessor):
     end, so no per-step vocabulary-sized tensor is kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, banned_ids: Sequence[int] = ()) -> None:
+        self.banned = list(banned_ids)
         self._pending: torch.Tensor | None = None
         self._steps: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._pending is not None:
             self._steps.append(self._pending.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        if self.banned:  # never sampled, and absent from the policy's distribution
+            scores = scores.clone()  # type: ignore[assignment]
+            scores[:, self.banned] = float("-inf")
         self._pending = torch.log_softmax(scores.float(), dim=-1)
         return scores
 
