@@ -45,7 +45,8 @@ from zoom_agent.config import Budget
 from zoom_agent.types import Span
 from zoom_agent.video import VideoSource, plan_clip
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "bigbuckbunny.mp4"
+SHARED = os.environ.get("ZOOM_AGENT_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(SHARED) / "videos" / "bigbuckbunny.mp4"
 Frames = dict[int, np.ndarray]
 T = TypeVar("T")
 OURS = "ours: VideoSource, fresh (open + read)"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SHARED_DATA
 
 from zoom_agent.datasets.charades import load_charades, load_durations
 from zoom_agent.datasets.multiple_choice import FieldMap, load_multiple_choice
@@ -16,7 +17,7 @@ from zoom_agent.datasets.nextgqa import KNOWN_ANSWER_INDEX, load_nextgqa
 from zoom_agent.datasets.paths import DatasetFormatError, resolve_video
 from zoom_agent.datasets.rextime import load_rextime
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 NEXTGQA = DATA / "nextgqa"
 REXTIME = DATA / "rextime" / "rextime_val.jsonl"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SHARED_DATA
 
 from zoom_agent import metrics
 from zoom_agent.eval import get_task, read_results, write_report
@@ -18,7 +19,7 @@ from zoom_agent.eval.tasks import Task
 from zoom_agent.models.oracle import PIPELINE_CHECK_LABEL
 from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def question(i: int, *, answer: int | None = 0, spans: tuple[tuple[float, float], ...] = ((10.0, 20.0),)) -> Question:

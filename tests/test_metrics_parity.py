@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from zoom_agent.metrics import (
     charades_metrics,
@@ -24,7 +25,7 @@ from zoom_agent.metrics import (
     rextime_metrics,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LETTERS = "ABCDE"
 
 

@@ -22,13 +22,14 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from zoom_agent import video
 from zoom_agent.config import Budget
 from zoom_agent.types import Span
 from zoom_agent.video import Clip, VideoError, VideoSource, open_video, plan_clip
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+DATA = SHARED_DATA / "videos"
 BBB, BIKES = DATA / "bigbuckbunny.mp4", DATA / "bikes.mp4"
 
 
