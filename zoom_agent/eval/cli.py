@@ -31,7 +31,7 @@ from zoom_agent.config import AgentConfig
 from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.eval.results import merge_results, read_results
 from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
-from zoom_agent.eval.tasks import TASKS, Task, get_task
+from zoom_agent.eval.tasks import TASK_ARGS, TASKS, Task, get_task
 from zoom_agent.types import Question
 
 __all__ = ["add_eval_parser", "parse_shard"]
@@ -136,19 +136,7 @@ def _task_options(p: argparse.ArgumentParser, name: str) -> None:
 
 def _task_from_args(args: argparse.Namespace) -> Task:
     name = args.eval_command
-    paths = {
-        k: getattr(args, k, None)
-        for k in (
-            "ann",
-            "video_root",
-            "split",
-            "video_pattern",
-            "id_map",
-            "options",
-            "durations",
-            "num_videos",
-        )
-    }
+    paths = {k: getattr(args, k, None) for k in TASK_ARGS - {"seed"}}
     if name == "synthetic":
         paths["video_root"] = paths["video_root"] or args.out / "videos"
         paths["seed"] = args.seed

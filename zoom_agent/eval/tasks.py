@@ -335,17 +335,19 @@ TASKS: dict[str, Callable[[dict[str, Any]], Task]] = {
     "mlvu": _multiple_choice("mlvu"),
     "lvbench": _multiple_choice("lvbench"),
 }
-_KNOWN_ARGS = {
-    "ann",
-    "video_root",
-    "split",
-    "video_pattern",
-    "id_map",
-    "options",
-    "durations",
-    "num_videos",
-    "seed",
-}
+TASK_ARGS = frozenset(
+    {
+        "ann",
+        "video_root",
+        "split",
+        "video_pattern",
+        "id_map",
+        "options",
+        "durations",
+        "num_videos",
+        "seed",
+    }
+)
 
 
 def get_task(name: str, **paths: Any) -> Task:
@@ -371,7 +373,7 @@ def get_task(name: str, **paths: Any) -> Task:
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    unknown = set(paths) - _KNOWN_ARGS
+    unknown = set(paths) - TASK_ARGS
     if unknown:
-        raise ValueError(f"task {name!r}: unknown arguments {sorted(unknown)}; known: {sorted(_KNOWN_ARGS)}")
+        raise ValueError(f"task {name!r}: unknown arguments {sorted(unknown)}; known: {sorted(TASK_ARGS)}")
     return TASKS[name]({k: v for k, v in paths.items() if v is not None})
