@@ -13,14 +13,12 @@ from typing import Any, TypedDict
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from zoom_agent import protocol
 from zoom_agent.config import AgentConfig
-from zoom_agent.graphs.nodes import ask_model
+from zoom_agent.graphs.nodes import ask_model, question_turns
 from zoom_agent.graphs.state import ZoomContext, ZoomState
-from zoom_agent.models.base import Turn
 from zoom_agent.spans import clamp, merge
 from zoom_agent.tools.zoom import TemporalZoom
-from zoom_agent.types import Question, Span, TurnTrace, VideoInfo, ZoomTrace
+from zoom_agent.types import Question, Span, TurnTrace, VideoInfo
 from zoom_agent.video import plan_clip
 
 
@@ -54,17 +52,7 @@ async def run_chunk(task: ChunkTask, runtime: Runtime[ZoomContext]) -> dict[str,
     ctx = runtime.context
     config, question = ctx.config, task["question"]
     clip = plan_clip(task["info"], task["span"], config.budget, role="coarse")
-    turns = [
-        Turn(role="system", content=(protocol.system_prompt(config.dialect, max_zoom_rounds=0),)),
-        Turn(
-            role="user",
-            content=(
-                protocol.clip_caption(clip),
-                clip,
-                protocol.question_prompt(question.question, question.options, dialect=config.dialect, allow_zoom=False),
-            ),
-        ),
-    ]
+    turns = question_turns(question, [clip], config.dialect, zoom_rounds=0)
     try:
         _, _, trace = await ask_model(ctx, question, turns, 0)
     except Exception as exc:  # one failed chunk does not sink the question
@@ -93,32 +81,12 @@ async def fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str
     pooled = [p for p in pooled if p[1] > p[0]][: config.top_k_chunks]
     if not pooled:
         return {"candidates": kept[:1]}
-    tool = TemporalZoom(info, config.budget.scaled(1 / len(pooled)), pad=config.zoom_pad)
-    zooms = [_zoom_trace(i, tool.zoom(s, e)) for i, (s, e) in enumerate(pooled)]
-    content: list[Any] = []
-    for z in zooms:
-        if z.clip is not None:
-            content += [protocol.clip_caption(z.clip), z.clip]
-    content.append(
-        protocol.question_prompt(question.question, question.options, dialect=config.dialect, allow_zoom=False)
-    )
-    turns = [
-        Turn(role="system", content=(protocol.system_prompt(config.dialect, max_zoom_rounds=0),)),
-        Turn(role="user", content=tuple(content)),
-    ]
+    tool = TemporalZoom(info, config.budget, pad=config.zoom_pad, min_seconds=config.min_zoom_seconds)
+    zooms = [result.trace(1, i) for i, result in enumerate(tool.zoom_spans(pooled))]
+    clips = [z.clip for z in zooms if z.clip is not None]
+    turns = question_turns(question, clips, config.dialect, zoom_rounds=0)
     try:
         _, _, fine = await ask_model(ctx, question, turns, 1)
     except Exception as exc:
         return {"zooms": zooms, "round": 1, "candidates": kept[:1], "error": f"fine pass failed: {exc}"}
     return {"zooms": zooms, "trace": [fine], "round": 1, "candidates": [*kept[:1], fine]}
-
-
-def _zoom_trace(index: int, result: Any) -> ZoomTrace:
-    return ZoomTrace(
-        round=1,
-        call=index,
-        requested=result.requested,
-        text=result.text,
-        clip=result.clip,
-        error=result.error,
-    )

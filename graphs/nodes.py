@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,9 +19,10 @@ from zoom_agent.config import AgentConfig
 from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
 from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
+from zoom_agent.protocol import Dialect
 from zoom_agent.spans import merge
 from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom
-from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace, VideoInfo, ZoomTrace
+from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
 from zoom_agent.video import open_video, plan_clip
 
 
@@ -36,14 +38,28 @@ async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
     if config.resolved_strategy(info.duration) == "divide_and_conquer":
         return base | {"next": "chunks"}
     coarse = plan_clip(info, info.whole, config.budget, role="coarse")
-    system = protocol.system_prompt(config.dialect, max_zoom_rounds=config.zoom_rounds())
-    user = (
-        protocol.clip_caption(coarse),
-        coarse,
-        protocol.question_prompt(question.question, question.options, dialect=config.dialect),
-    )
-    turns = [Turn(role="system", content=(system,)), Turn(role="user", content=user)]
+    turns = question_turns(question, [coarse], config.dialect, zoom_rounds=config.zoom_rounds())
     return base | {"coarse": coarse, "turns": turns, "next": "model"}
+
+
+def question_turns(question: Question, clips: Sequence[ClipRef], dialect: Dialect, *, zoom_rounds: int) -> list[Turn]:
+    """The opening of a conversation: the system turn, then the clips (each after its
+    caption) and the question with the answer layout.
+
+    Args:
+        question: the question and its options.
+        clips: the views the model sees first (coarse, chunk, or zoomed clips).
+        dialect: the output layout.
+        zoom_rounds: zoom turns allowed; 0 leaves the zoom tool out of the prompts.
+    """
+    content: list[str | ClipRef] = []
+    for clip in clips:
+        content += [protocol.clip_caption(clip), clip]
+    content.append(
+        protocol.question_prompt(question.question, question.options, dialect=dialect, allow_zoom=zoom_rounds > 0)
+    )
+    system = protocol.system_prompt(dialect, max_zoom_rounds=zoom_rounds)
+    return [Turn(role="system", content=(system,)), Turn(role="user", content=tuple(content))]
 
 
 def route_after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Any:
@@ -150,15 +166,7 @@ async def zoom(task: ZoomTask, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
         result = tool.error_result(f"unknown tool {call['name']!r}; the only tool is {TOOL_NAME}", {})
     else:
         result = tool(call["arguments"])
-    trace = ZoomTrace(
-        round=task["round"],
-        call=task["index"],
-        requested=result.requested,
-        text=result.text,
-        clip=result.clip,
-        error=result.error,
-    )
-    return {"zooms": [trace]}
+    return {"zooms": [result.trace(task["round"], task["index"])]}
 
 
 async def observe(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:

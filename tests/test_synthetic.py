@@ -14,6 +14,13 @@ import pytest
 from zoom_agent.datasets import synthetic as S
 from zoom_agent.datasets import synthetic_video as V
 from zoom_agent.types import Question
+from zoom_agent.video import VideoSource
+
+
+def read_frame(path: Path, index: int) -> np.ndarray:
+    """One decoded frame, BGR like the colours the video was drawn with."""
+    return VideoSource(path).read_indices([index]).frames[0][..., ::-1]
+
 
 DURATION, FPS, WIDTH = 8.0, 10.0, 320
 KW: dict[str, Any] = {"duration": DURATION, "fps": FPS, "size": (WIDTH, 240), "num_events": 3}
@@ -58,10 +65,10 @@ def test_shape_is_visible_exactly_during_its_event(video: tuple[Path, list[S.Syn
     for e in events:
         mid = (e.start_frame + e.end_frame - 1) // 2
         x, y = e.position(mid, width)
-        assert _nearest_colour(V.read_video_frame(path, mid)[y, x]) == e.colour
-        assert not _is_grey(V.read_video_frame(path, mid)[y, x])
+        assert _nearest_colour(read_frame(path, mid)[y, x]) == e.colour
+        assert not _is_grey(read_frame(path, mid)[y, x])
         for outside in (e.start_frame - 1, e.end_frame):
-            frame = V.read_video_frame(path, outside)
+            frame = read_frame(path, outside)
             assert _is_grey(frame[y, x]), f"{e.name} still drawn at frame {outside}"
             assert _is_grey(frame[e.card[1] + e.card[3] // 2, e.card[0] + e.card[2] // 2])
 
@@ -78,14 +85,14 @@ def test_shape_enters_moves_and_leaves(video: tuple[Path, list[S.SyntheticEvent]
         assert abs(x3 - x1) > width / 3
         assert e.direction * (x3 - x1) > 0
         for q, x, y in ((q1, x1, y1), (q3, x3, y3)):
-            assert _nearest_colour(V.read_video_frame(path, q)[y, x]) == e.colour
+            assert _nearest_colour(read_frame(path, q)[y, x]) == e.colour
 
 
 def test_digit_is_legible_at_full_resolution_only(video: tuple[Path, list[S.SyntheticEvent]]) -> None:
     path, events = video
     for e in events:
         mid = (e.start_frame + e.end_frame - 1) // 2
-        assert _read_digit(V.read_video_frame(path, mid), e.card) == e.digit
+        assert _read_digit(read_frame(path, mid), e.card) == e.digit
     # At a coarse plan's size (a quarter of 320x240 per side) the 10 px glyph is under 3 px:
     # the 3x5 dots of the font blur into one blob.
     _, _, _, card_h = events[0].card
@@ -105,7 +112,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, video: tuple[Path, list[S.Synt
     again = S.write_synthetic_video(tmp_path / "again.mp4", seed=7, **KW)
     assert again == events
     for index in (0, events[1].start_frame + 3):
-        assert np.array_equal(V.read_video_frame(path, index), V.read_video_frame(tmp_path / "again.mp4", index))
+        assert np.array_equal(read_frame(path, index), read_frame(tmp_path / "again.mp4", index))
     other = S.write_synthetic_video(tmp_path / "other.mp4", seed=8, **KW)
     assert other != events
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.mp4", "other.mp4"]  # no temp files left

@@ -10,14 +10,14 @@ raise: the result carries the error text, the model sees it and may try again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from zoom_agent.config import Budget
-from zoom_agent.spans import clamp
-from zoom_agent.types import ClipRef, Span, VideoInfo
+from zoom_agent.spans import SpanLike, clamp, merge
+from zoom_agent.types import ClipRef, Span, VideoInfo, ZoomTrace
 
 if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
@@ -54,6 +54,12 @@ class ZoomResult(BaseModel):
     @property
     def span(self) -> Span | None:
         return None if self.clip is None else self.clip.span
+
+    def trace(self, round_: int, call: int = 0) -> ZoomTrace:
+        """This result as the agent's trace records it (the `call`-th zoom of round `round_`)."""
+        return ZoomTrace(
+            round=round_, call=call, requested=self.requested, text=self.text, clip=self.clip, error=self.error
+        )
 
 
 def _as_seconds(name: str, value: object) -> float | str:
@@ -157,6 +163,29 @@ class TemporalZoom:
         note = "" if (s, e) == span.as_tuple() else f" (requested {s:g}-{e:g} s)"
         text = f"zoomed {clip.describe()}{note}"
         return ZoomResult(text=text, clip=clip, requested=requested)
+
+    def zoom_spans(self, spans: Sequence[SpanLike]) -> list[ZoomResult]:
+        """Zoom several windows at once under this tool's one budget.
+
+        The windows are merged first; each merged window gets an equal share of the visual
+        tokens and of ``zoom_max_frames`` (divide and conquer's pooled fine pass, and the
+        zoom reward's verifier).
+
+        Args:
+            spans: ``(start, end)`` windows in seconds.
+
+        Returns:
+            One `ZoomResult` per merged window (errors included), in time order.
+        """
+        merged = merge(spans)
+        if not merged:
+            return []
+        n = len(merged)
+        budget = self.budget.scaled(1 / n).model_copy(
+            update={"zoom_max_frames": max(1, self.budget.zoom_max_frames // n)}
+        )
+        share = TemporalZoom(self.info, budget, pad=self.pad, min_seconds=self.min_seconds)
+        return [share.zoom(s, e) for s, e in merged]
 
     def _window(self, s: float, e: float, pad: float) -> Span:
         duration = self.info.duration

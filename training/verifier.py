@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from zoom_agent import protocol
 from zoom_agent.config import Budget
+from zoom_agent.graphs.nodes import question_turns
 from zoom_agent.models.base import VLM, Sampling, Turn, VLMRequest
-from zoom_agent.spans import merge
 from zoom_agent.tools.zoom import TemporalZoom
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, VideoInfo
 
@@ -87,7 +87,8 @@ class ZoomVerifier:
         self.min_seconds = min_seconds
 
     def zoomed_clips(self, info: VideoInfo, spans: list[tuple[float, float]]) -> tuple[ClipRef, ...]:
-        """The verifier's view: each merged span zoomed with an equal share of budget and frames.
+        """The verifier's view: the spans zoomed together (`TemporalZoom.zoom_spans`) under
+        ``fraction`` of the budget and at most ``max_frames`` frames in all.
 
         Args:
             info: the video's metadata.
@@ -96,31 +97,16 @@ class ZoomVerifier:
         Returns:
             The clips of the spans the zoom tool accepted (possibly none).
         """
-        merged = merge(spans)
-        if not merged:
-            return ()
-        share = self.fraction / len(merged)
-        frames = max(1, self.max_frames // len(merged))
-        budget = self.budget.scaled(share).model_copy(
-            update={"zoom_max_frames": min(frames, self.budget.zoom_max_frames)}
-        )
+        frames = min(self.max_frames, self.budget.zoom_max_frames)
+        budget = self.budget.scaled(self.fraction).model_copy(update={"zoom_max_frames": frames})
         tool = TemporalZoom(info, budget, pad=self.pad, min_seconds=self.min_seconds)
-        results = [tool.zoom(s, e) for s, e in merged]
-        return tuple(r.clip for r in results if r.clip is not None)
+        return tuple(r.clip for r in tool.zoom_spans(spans) if r.clip is not None)
 
     def request(self, question: Question, clips: tuple[ClipRef, ...], reasoning: str) -> VLMRequest:
         """The verifier's conversation: zoomed frames, question, and the reasoning as a prefix."""
-        content: list[str | ClipRef] = []
-        for clip in clips:
-            content += [protocol.clip_caption(clip), clip]
-        content.append(
-            protocol.question_prompt(question.question, question.options, dialect=self.dialect, allow_zoom=False)
-        )
-        system = protocol.system_prompt(self.dialect, max_zoom_rounds=0)
         prefix = f"<think>{reasoning}</think>\n<answer>"
         turns = (
-            Turn(role="system", content=(system,)),
-            Turn(role="user", content=tuple(content)),
+            *question_turns(question, clips, self.dialect, zoom_rounds=0),
             Turn(role="assistant", content=(prefix,)),  # a prefix the model continues
         )
         return VLMRequest(turns=turns, sampling=Sampling(temperature=0.0, max_tokens=1), want_logprobs=False)

@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from zoom_agent.datasets.paths import read_jsonl, resolve_video
 from zoom_agent.datasets.synthetic_video import (
     COLOURS,
     GENERATOR_VERSION,
     SHAPES,
     SyntheticEvent,
-    video_duration,
     write_synthetic_video,
 )
 from zoom_agent.types import Question
+from zoom_agent.video import open_video
 
 __all__ = [
     "DISTRACTOR_SHAPES",
@@ -130,7 +131,7 @@ def synthetic_questions(
     if not events:
         raise ValueError("synthetic_questions needs at least one event")
     rng = random.Random(seed)
-    duration = video_duration(video_path) if duration is None else duration
+    duration = open_video(Path(video_path)).info.duration if duration is None else duration
     items = [
         (str(k), qtype, text, choice, e.span)
         for k, e in enumerate(events)
@@ -255,15 +256,14 @@ def load_synthetic_task(out_dir: str | os.PathLike[str]) -> list[Question]:
     if not path.is_file():
         raise FileNotFoundError(f"no {QUESTIONS_FILE} in {root}: run make_synthetic_task first")
     questions = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, record in read_jsonl(path):
         try:
-            q = Question.model_validate_json(line)
+            q = Question.model_validate(record)
         except ValueError as exc:
             raise ValueError(f"{path}:{n}: not a Question ({exc})") from exc
-        video = (root / q.video).resolve()
-        if not video.is_relative_to(root):
-            raise ValueError(f"{path}:{n}: video path {q.video!r} leaves {root}")
-        questions.append(q.model_copy(update={"video": str(video)}))
+        try:
+            video = resolve_video(root, q.video)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: video path {q.video!r} leaves {root}") from exc
+        questions.append(q.model_copy(update={"video": video}))
     return questions

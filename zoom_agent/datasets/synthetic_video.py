@@ -247,32 +247,3 @@ def write_synthetic_video(
         writer.release()
         tmp.unlink(missing_ok=True)
     return events
-
-
-def read_video_frame(path: str | os.PathLike[str], index: int) -> np.ndarray:
-    """Decode one frame (BGR) by index; for tests and demos, not the video engine."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    if not ok:
-        raise ValueError(f"could not decode frame {index} of {path}")
-    return np.asarray(frame)
-
-
-def video_duration(path: str | os.PathLike[str]) -> float:
-    """The length in seconds of a video file, from its frame count and fps (OpenCV)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        frames, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
-    finally:
-        cap.release()
-    if not (frames > 0 and fps > 0):
-        raise ValueError(f"cannot read the frame count and fps of {path}")
-    return float(frames / fps)
