@@ -21,7 +21,7 @@ from zoom_agent.config import Budget
 from zoom_agent.models import load_model
 from zoom_agent.models import served as served_mod
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.chat_format import EncodedClip, frame_spacing, token_offsets
+from zoom_agent.models.chat_format import EncodedClip, token_offsets
 from zoom_agent.models.served import OpenAIVLM, normalize_endpoint
 from zoom_agent.types import ClipRef, Span, VideoInfo
 from zoom_agent.video import plan_clip
@@ -75,10 +75,10 @@ async def test_frames_mode_sends_one_jpeg_frame_list_per_clip_with_one_request_r
         frames = frames_of(part["video_url"]["url"])
         assert len(frames) == ref.num_frames and {f.shape for f in frames} == {(ref.height, ref.width, 3)}
     # one rate per request: the newest clip's; the coarse clip (other spacing) says its own
-    assert body["media_io_kwargs"] == {"video": {"num_frames": -1, "fps": pytest.approx(1 / frame_spacing(zoom))}}
-    assert abs(frame_spacing(coarse) - frame_spacing(zoom)) > 0.05
+    assert body["media_io_kwargs"] == {"video": {"num_frames": -1, "fps": pytest.approx(1 / zoom.frame_spacing)}}
+    assert abs(coarse.frame_spacing - zoom.frame_spacing) > 0.05
     assert [p["type"] for p in first] == ["text", "text", "video_url", "text"]
-    assert f"{frame_spacing(coarse):.2f} s apart" in first[1]["text"]
+    assert f"{coarse.frame_spacing:.2f} s apart" in first[1]["text"]
     assert "mm_processor_kwargs" not in body
     kept = [(c.num_frames, c.num_frames, (c.height, c.width)) for c in (coarse, zoom)]
     assert server.media[0].videos == kept  # vLLM keeps every frame sent (num_frames -1)

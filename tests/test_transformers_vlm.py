@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.chat_format import frame_spacing
 from zoom_agent.models.hf import TransformersVLM, _trim, token_offsets
 from zoom_agent.models.hf_render import chat_messages, clip_metadata, processor_size_bounds
 from zoom_agent.models.tiny import FAMILIES, build_tiny_model
@@ -158,7 +157,7 @@ def test_qwen25_grid_seconds_follow_the_real_frame_spacing(vlms: dict[str, Trans
     inputs = vlm.render_inputs(req)
     temporal = vlm.processor.video_processor.temporal_patch_size
     _, clips = chat_messages(req.turns)
-    expected = [temporal * frame_spacing(c) for c in clips]
+    expected = [temporal * c.frame_spacing for c in clips]
     assert expected == pytest.approx([1.0, 0.4])
     assert inputs["second_per_grid_ts"].tolist() == pytest.approx(expected)
 
@@ -257,7 +256,7 @@ def test_metadata_and_size_bounds_per_family() -> None:
     assert processor_size_bounds(videos, "qwen2_5_vl", 32, 2) == {"shortest_edge": 2048, "longest_edge": 6144}
     assert processor_size_bounds(videos, "qwen3_vl", 32, 2) == {"shortest_edge": 8192, "longest_edge": 24576}
     single = ref.model_copy(update={"frame_indices": (12,), "timestamps": (1.2,)})
-    assert frame_spacing(single) == pytest.approx(1 / FPS)
+    assert single.frame_spacing == pytest.approx(1 / FPS)
 
 
 @pytest.mark.slow

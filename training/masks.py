@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from zoom_agent.spans import merge
+
 
 def char_spans_to_token_mask(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]) -> list[bool]:
     """Which tokens overlap any of the character spans (the partial-overlap rule above).
@@ -99,13 +101,7 @@ def batch_char_spans_to_token_mask(offsets: Tensor, char_spans: Tensor) -> Tenso
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted union of the non-empty spans (touching spans join: same characters covered)."""
-    merged: list[tuple[int, int]] = []
-    for s, e in sorted(p for p in spans if p[0] < p[1]):
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-        else:
-            merged.append((s, e))
-    return merged
+    return [(int(s), int(e)) for s, e in merge(p for p in spans if p[0] < p[1])]
 
 
 def _check_pairs(pairs: Sequence[tuple[int, int]], name: str) -> list[tuple[int, int]]:

@@ -89,6 +89,14 @@ class ClipRef(_Frozen):
     def num_frames(self) -> int:
         return len(self.frame_indices)
 
+    @property
+    def frame_spacing(self) -> float:
+        """Mean seconds between consecutive frames (one source frame for a single frame)."""
+        ts = self.timestamps
+        if len(ts) >= 2 and ts[-1] > ts[0]:
+            return (ts[-1] - ts[0]) / (len(ts) - 1)
+        return 1.0 / self.fps
+
     def describe(self) -> str:
         """One line for prompts and logs, e.g. ``12.0-18.5 s: 16 frames at 448x252``."""
         return f"{self.span}: {self.num_frames} frames at {self.width}x{self.height}"

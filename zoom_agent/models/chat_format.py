@@ -82,25 +82,14 @@ def encode_clip(ref: ClipRef, quality: int) -> EncodedClip:
     return EncodedClip(tuple(frames), tuple(float(t) for t in clip.timestamps))
 
 
-def frame_spacing(ref: ClipRef) -> float:
-    """Mean seconds between consecutive frames (one source frame for a single frame).
-
-    Shared with the transformers backend, whose Qwen2.5-VL clips go in at rate ``1 / spacing``.
-    """
-    ts = ref.timestamps
-    if len(ts) >= 2 and ts[-1] > ts[0]:
-        return (ts[-1] - ts[0]) / (len(ts) - 1)
-    return 1.0 / ref.fps
-
-
 def request_fps(clips: Sequence[ClipRef]) -> float | None:
     """The one frame rate of a request's frame-list videos: the newest clip's."""
-    return 1.0 / frame_spacing(clips[-1]) if clips else None
+    return 1.0 / clips[-1].frame_spacing if clips else None
 
 
 def spacing_note(ref: ClipRef, fps: float) -> str | None:
     """A text line for a clip whose spacing is not the request's (see the module notes)."""
-    spacing = frame_spacing(ref)
+    spacing = ref.frame_spacing
     if abs(spacing * fps - 1.0) <= SPACING_TOLERANCE:
         return None
     return f"(its frames are {spacing:.2f} s apart, starting at {ref.timestamps[0]:.1f} s)"

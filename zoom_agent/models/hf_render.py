@@ -12,7 +12,7 @@ Timing, the facts these helpers must get right (FIELD-NOTES.md):
   ``len(frames_indices) / total_num_frames * fps``, the average rate over the *whole*
   source, which is wrong for a zoomed clip (4 frames inside 2 s of a 20 s video gave
   6.7 s per grid instead of 1.0 s). Each Qwen2.5-VL clip therefore goes in with
-  clip-local metadata whose rate is the real frame spacing (`frame_spacing`, shared with
+  clip-local metadata whose rate is the real frame spacing (`ClipRef.frame_spacing`, shared with
   the served backend), so ``second_per_grid_ts == temporal_patch * spacing``; its absolute
   start and end are stated in the prompt text by the prompt builder. A vLLM backend gets
   the same numbers by passing ``fps = 1 / spacing``.
@@ -29,7 +29,6 @@ import numpy as np
 
 from zoom_agent.config import Family
 from zoom_agent.models.base import Turn
-from zoom_agent.models.chat_format import frame_spacing
 from zoom_agent.types import ClipRef
 
 
@@ -101,7 +100,7 @@ def clip_metadata(ref: ClipRef, family: Family, num_frames: int, indices: Sequen
     if family == "qwen3_vl":
         return VideoMetadata(total_num_frames=ref.num_source_frames, fps=ref.fps, frames_indices=list(indices))
     return VideoMetadata(
-        total_num_frames=num_frames, fps=1.0 / frame_spacing(ref), frames_indices=list(range(num_frames))
+        total_num_frames=num_frames, fps=1.0 / ref.frame_spacing, frames_indices=list(range(num_frames))
     )
 
 
