@@ -38,7 +38,9 @@ class OracleVLM:
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"oracle noise must be in [0, 1], got {noise}")
         self.noise, self.seed, self.zoom = noise, seed, zoom
-        self._known = {(q.video, q.question): q for q in questions}
+        self._by_video: dict[str, list[Question]] = {}
+        for q in questions:  # indexed by video: a lookup scans only that video's questions
+            self._by_video.setdefault(q.video, []).append(q)
 
     async def generate(self, request: VLMRequest) -> VLMResponse:
         question = self._which(request)
@@ -56,8 +58,8 @@ class OracleVLM:
     def _which(self, request: VLMRequest) -> Question:
         clips = [c for t in request.turns for c in t.clips]
         text = "\n".join(t.text for t in request.turns if t.role == "user")
-        for (video, question_text), question in self._known.items():
-            if clips and clips[0].path == video and question_text in text:
+        for question in self._by_video.get(clips[0].path, []) if clips else []:
+            if question.question in text:
                 return question
         raise KeyError("the oracle was asked a question it does not know")
 
