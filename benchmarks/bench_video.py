@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
 import os
 import statistics
 import sys
@@ -42,6 +43,7 @@ import cv2
 import numpy as np
 
 from zoom_agent.config import Budget
+from zoom_agent.datasets.synthetic_video import loop_video
 from zoom_agent.types import Span
 from zoom_agent.video import VideoSource, plan_clip
 
@@ -55,24 +57,6 @@ SEQ = "(a) sequential decode, pick frames (OpenCV)"
 QWEN = "(b) qwen-vl-utils fetch_video (decord)"
 DECORD = "(b') decord get_batch only"
 FLOOR = "(c) keyframe-seek floor (PyAV)"
-
-
-def loop_remux(src: Path, dst: Path, seconds: float) -> Path:
-    """Loop a clip's packets end to end until it lasts ``seconds`` (no re-encode)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream: Any = inp.streams.video[0]
-        ost = out.add_stream_from_template(stream)
-        packets: list[Any] = [p for p in inp.demux(stream) if p.size]
-        pts = sorted(p.pts for p in packets)
-        period = pts[-1] - pts[0] + pts[1] - pts[0]
-        loops = int(np.ceil(seconds / float(period * stream.time_base)))
-        for loop in range(loops):
-            for p in packets:
-                p.pts += period if loop else 0
-                p.dts += period if loop else 0
-                p.stream = ost
-                out.mux(p)
-    return dst
 
 
 def ours(path: Path, idx: list[int]) -> Frames:
@@ -162,7 +146,8 @@ def main() -> None:
     if not DATA.exists():
         raise SystemExit(f"{DATA} is absent: this benchmark needs the shared data folder")
     with tempfile.TemporaryDirectory() as tmp:
-        path = loop_remux(DATA, Path(tmp) / "bbb_long.mp4", args.minutes * 60)
+        loops = math.ceil(args.minutes * 60 / VideoSource(DATA).info.duration)
+        path = loop_video(DATA, Path(tmp) / "bbb_long.mp4", loops)
         path.read_bytes()  # warm the page cache: time decoding, not the disk
         run(path, args)
 

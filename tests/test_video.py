@@ -26,6 +26,7 @@ from conftest import SHARED_DATA
 
 from zoom_agent import video
 from zoom_agent.config import Budget
+from zoom_agent.datasets.synthetic_video import loop_video
 from zoom_agent.types import Span
 from zoom_agent.video import Clip, VideoError, VideoSource, open_video, plan_clip
 
@@ -81,23 +82,6 @@ def write_av(
             out.mux(s.encode(frame))
         out.mux(s.encode())
     return path
-
-
-def remux(src: Path, dst: Path, loops: int = 1, options: dict[str, str] | None = None) -> Path:
-    """Copy a video's packets ``loops`` times end to end (no re-encode)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options=options or {}) as out:
-        stream = inp.streams.video[0]
-        ost = out.add_stream_from_template(stream)
-        packets: list[Any] = [p for p in inp.demux(stream) if p.size]
-        pts = sorted(p.pts for p in packets)
-        period = pts[-1] - pts[0] + (pts[1] - pts[0] if len(pts) > 1 else 1)
-        for loop in range(loops):
-            for p in packets:
-                p.pts += period if loop else 0
-                p.dts += period if loop else 0
-                p.stream = ost
-                out.mux(p)
-    return dst
 
 
 def sequential(path: Path) -> list[np.ndarray]:
@@ -377,7 +361,7 @@ def test_truncated_h264_without_index(tmp_path: Path) -> None:
 
 
 def test_truncated_h264_with_index(tmp_path: Path) -> None:
-    faststart = remux(needs(BBB), tmp_path / "bbb_faststart.mp4", options={"movflags": "faststart"})
+    faststart = loop_video(needs(BBB), tmp_path / "bbb_faststart.mp4", options={"movflags": "faststart"})
     data = faststart.read_bytes()
     cut = tmp_path / "bbb_faststart_half.mp4"
     cut.write_bytes(data[: len(data) // 2])
@@ -431,7 +415,7 @@ def test_one_pixel_video(tmp_path: Path) -> None:
 def test_ten_hour_video_metadata_only(tmp_path: Path) -> None:
     # 10 h at 25 fps (900,000 frames), 16x16: a 60 s libx264 clip looped 600 times by remux.
     clip = write_av(tmp_path / "minute.mp4", 1500, w=16, h=16, rate=25, gop=250)
-    long = remux(clip, tmp_path / "ten_hours.mp4", loops=600)
+    long = loop_video(clip, tmp_path / "ten_hours.mp4", loops=600)
     src = VideoSource(long)
     assert src.info.num_frames == 900_000 and src.info.duration == pytest.approx(36_000)
     assert src.stats.frames_decoded == 0, "metadata must come from the container alone"

@@ -24,6 +24,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -247,3 +248,37 @@ def write_synthetic_video(
         writer.release()
         tmp.unlink(missing_ok=True)
     return events
+
+
+def loop_video(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], loops: int = 1, *, options: dict[str, str] | None = None
+) -> Path:
+    """Copy a video's packets ``loops`` times end to end, without re-encoding (PyAV remux).
+
+    Makes long real videos from a short clip for tests and benchmarks (a 10-minute or
+    10-hour H.264 file from a 5 s one, in well under a second per thousand packets).
+
+    Args:
+        src: the clip to repeat.
+        dst: the file to write.
+        loops: how many copies.
+        options: container options for the muxer (e.g. ``{"movflags": "faststart"}``).
+
+    Returns:
+        ``dst`` as a `Path`.
+    """
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options=options or {}) as out:
+        stream = inp.streams.video[0]
+        ost = out.add_stream_from_template(stream)
+        packets: list[Any] = [p for p in inp.demux(stream) if p.size]  # PyAV packets: pts set
+        pts = sorted(p.pts for p in packets)
+        period = pts[-1] - pts[0] + (pts[1] - pts[0] if len(pts) > 1 else 1)
+        for loop in range(loops):
+            for p in packets:
+                p.pts += period if loop else 0
+                p.dts += period if loop else 0
+                p.stream = ost
+                out.mux(p)
+    return Path(dst)
