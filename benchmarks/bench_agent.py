@@ -72,7 +72,8 @@ def model_cost(tmp: Path) -> float:
     from zoom_agent.models.base import Sampling, Turn
     from zoom_agent.models.hf import TransformersVLM
     from zoom_agent.models.tiny import build_tiny_model
-    from zoom_agent.video import open_video, plan_clip
+    from zoom_agent.planning import plan_clip
+    from zoom_agent.video import open_video
 
     vlm = TransformersVLM(build_tiny_model(tmp / "tiny", "qwen2_5_vl"))
     info = open_video(tmp / "clip.mp4").info

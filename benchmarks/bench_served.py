@@ -42,8 +42,8 @@ from zoom_agent.eval import run_eval
 from zoom_agent.models.base import Turn
 from zoom_agent.models.chat_format import encode_clip, render_messages
 from zoom_agent.models.served import OpenAIVLM, _http_client
+from zoom_agent.planning import plan_clip
 from zoom_agent.types import GroundedAnswer, Question, Span, VideoInfo
-from zoom_agent.video import plan_clip
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))

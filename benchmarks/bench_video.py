@@ -44,8 +44,9 @@ import numpy as np
 
 from zoom_agent.config import Budget
 from zoom_agent.datasets.synthetic_video import loop_video
+from zoom_agent.planning import plan_clip
 from zoom_agent.types import Span
-from zoom_agent.video import VideoSource, plan_clip
+from zoom_agent.video import VideoSource
 
 SHARED = os.environ.get("ZOOM_AGENT_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATA = Path(SHARED) / "videos" / "bigbuckbunny.mp4"

@@ -16,10 +16,10 @@ from langgraph.types import Send
 from zoom_agent.config import AgentConfig
 from zoom_agent.graphs.nodes import ask_model, question_turns
 from zoom_agent.graphs.state import ZoomContext, ZoomState
+from zoom_agent.planning import plan_clip
 from zoom_agent.spans import clamp, merge
 from zoom_agent.tools.zoom import TemporalZoom
 from zoom_agent.types import Question, Span, TurnTrace, VideoInfo
-from zoom_agent.video import plan_clip
 
 
 class ChunkTask(TypedDict):

@@ -19,11 +19,12 @@ from zoom_agent.config import AgentConfig
 from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
 from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
+from zoom_agent.planning import plan_clip
 from zoom_agent.protocol import Dialect
 from zoom_agent.spans import merge
 from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
-from zoom_agent.video import open_video, plan_clip
+from zoom_agent.video import open_video
 
 
 async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:

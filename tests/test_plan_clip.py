@@ -13,8 +13,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from zoom_agent.config import Budget, Family
+from zoom_agent.planning import plan_clip, smart_resize
 from zoom_agent.types import Span, VideoInfo
-from zoom_agent.video import VideoError, plan_clip, smart_resize
+from zoom_agent.video import VideoError
 
 QWEN25 = Budget()  # patch 28, L_v 8192, min 13171 px, max 602112 px, 2 fps, 4..768 frames
 QWEN3 = Budget.for_family("qwen3_vl")  # patch 32, min 17203 px, max 786432 px

@@ -20,6 +20,7 @@ import pytest
 from fake_vllm import free_port
 
 from zoom_agent.config import Budget
+from zoom_agent.planning import plan_clip
 from zoom_agent.serve import (
     VLLM_MODULE,
     ServeError,
@@ -30,7 +31,6 @@ from zoom_agent.serve import (
     processor_kwargs,
 )
 from zoom_agent.types import Span, VideoInfo
-from zoom_agent.video import plan_clip
 
 FAKE_SERVER = textwrap.dedent(
     """

@@ -23,8 +23,8 @@ from zoom_agent.models import served as served_mod
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
 from zoom_agent.models.chat_format import EncodedClip, token_offsets
 from zoom_agent.models.served import OpenAIVLM, normalize_endpoint
+from zoom_agent.planning import plan_clip
 from zoom_agent.types import ClipRef, Span, VideoInfo
-from zoom_agent.video import plan_clip
 
 FAST: dict[str, Any] = {"backoff": (0.01, 0.05), "timeout": 5.0}
 

@@ -27,8 +27,9 @@ from conftest import SHARED_DATA
 from zoom_agent import video
 from zoom_agent.config import Budget
 from zoom_agent.datasets.synthetic_video import loop_video
+from zoom_agent.planning import plan_clip
 from zoom_agent.types import Span
-from zoom_agent.video import Clip, VideoError, VideoSource, open_video, plan_clip
+from zoom_agent.video import Clip, VideoError, VideoSource, open_video
 
 DATA = SHARED_DATA / "videos"
 BBB, BIKES = DATA / "bigbuckbunny.mp4", DATA / "bikes.mp4"

@@ -101,7 +101,7 @@ def test_every_planned_visual_token_reaches_the_model(served):
     from transformers import AutoTokenizer
 
     from zoom_agent.models.served import OpenAIVLM
-    from zoom_agent.video import plan_clip
+    from zoom_agent.planning import plan_clip
 
     family, model, infos, url = served
     info: VideoInfo = infos[0]
@@ -133,7 +133,7 @@ def test_every_planned_visual_token_reaches_the_model(served):
 
 def test_images_are_refused_under_serves_default_limits(served):
     from zoom_agent.models.served import OpenAIVLM
-    from zoom_agent.video import plan_clip
+    from zoom_agent.planning import plan_clip
 
     family, _, infos, url = served
     clip = plan_clip(infos[0], Span(start=1.0, end=3.0), Budget.for_family(family, visual_tokens=512))

@@ -20,7 +20,7 @@ def tool() -> TemporalZoom:
 
 
 def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
-    from zoom_agent.video import plan_clip
+    from zoom_agent.planning import plan_clip
 
     result = tool.zoom(12, 18.5)
     assert result.ok and result.clip is not None and result.error is None

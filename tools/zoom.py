@@ -157,7 +157,7 @@ class TemporalZoom:
                 requested,
             )
         span = self._window(s, e, self.pad if pad is None else pad)
-        from zoom_agent.video import plan_clip  # floor 2; imported lazily to keep the tool importable light
+        from zoom_agent.planning import plan_clip  # floor 2; imported lazily to keep the tool importable light
 
         clip = plan_clip(self.info, span, self.budget, max_frames=num_frames, role="zoom")
         note = "" if (s, e) == span.as_tuple() else f" (requested {s:g}-{e:g} s)"
