@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TypedDict
 
 import torch
 
-from zoom_agent.training._credit_reference import reference_token_selective_advantages
-from zoom_agent.training.credit import CHANNELS, token_selective_advantages
+from zoom_agent.training.core.credit import CHANNELS, token_selective_advantages
+
+# The reference loop is the tests' oracle (tests/credit_reference.py); the benchmark times against it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from credit_reference import reference_token_selective_advantages
 
 
 class CreditBatch(TypedDict):
@@ -121,7 +126,7 @@ def step_time_split(steps: int = 6) -> None:
     import tempfile
 
     from zoom_agent.training.config import load_recipe
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config = load_recipe("tiny-cpu", [f"output_dir={tmp}", f"max_steps={steps + 1}", "progress=false"])

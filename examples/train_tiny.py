@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from zoom_agent.training.config import load_recipe
-    from zoom_agent.training.metrics_log import METRICS_FILE
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.metrics import METRICS_FILE
+    from zoom_agent.training.loop.trainer import Trainer
 
     config = load_recipe("tiny-cpu", [f"output_dir={args.out}", *args.override])
     Trainer(config).train()

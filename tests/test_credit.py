@@ -7,9 +7,9 @@ import random
 
 import pytest
 import torch
+from credit_reference import reference_token_selective_advantages
 
-from zoom_agent.training._credit_reference import reference_token_selective_advantages
-from zoom_agent.training.credit import (
+from zoom_agent.training.core.credit import (
     CHANNELS,
     REGIONS,
     grpo_advantages,

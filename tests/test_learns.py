@@ -25,8 +25,8 @@ def test_tiny_cpu_recipe_reward_rises(tmp_path: Path) -> None:
     The target is the recipe's CI probe (a reply that holds a number): random weights hit
     it about one time in four, so GRPO has a signal from the first step.
     """
-    from zoom_agent.training.metrics_log import METRICS_FILE
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.metrics import METRICS_FILE
+    from zoom_agent.training.loop.trainer import Trainer
 
     Trainer(load_recipe("tiny-cpu", [f"output_dir={tmp_path}", "progress=false"])).train()
     rows = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
@@ -40,7 +40,7 @@ def test_tiny_cpu_recipe_reward_rises(tmp_path: Path) -> None:
 
 def test_one_step_changes_every_trainable_parameter(tmp_path: Path) -> None:
     """TRL's habit: after one step every trainable tensor has a gradient and moved (vision too)."""
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     config = load_recipe(
         "tiny-cpu",
@@ -66,7 +66,7 @@ def test_one_step_changes_every_trainable_parameter(tmp_path: Path) -> None:
 
 
 def test_frozen_vision_tower_stays_put(tmp_path: Path) -> None:
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     overrides = [f"output_dir={tmp_path}", "progress=false", "max_steps=1", "group_size=2"]
     trainer = Trainer(load_recipe("tiny-cpu", [*overrides, "policy.train_vision_tower=false"]))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zoom_agent.training.loss import AGGREGATIONS, policy_loss
+from zoom_agent.training.core.loss import AGGREGATIONS, policy_loss
 
 # Ratios pi/pi_old with old logprobs 0; clip range [0.8, 1.28] (their code).
 RATIOS = [[1.5, 0.5, 1.0], [1.1, 0.7, 2.0]]

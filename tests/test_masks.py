@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from zoom_agent.training.masks import (
+from zoom_agent.training.core.masks import (
     batch_char_spans_to_token_mask,
     char_spans_to_token_mask,
     region_token_masks,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zoom_agent import protocol
-from zoom_agent.training.rewards import (
+from zoom_agent.training.core.rewards import (
     PAPER_WEIGHTS,
     PARTS,
     answer_reward,

@@ -13,9 +13,15 @@ from zoom_agent import protocol
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
 from zoom_agent.models.hf import _PolicyLogprobs
-from zoom_agent.training.replay import BANNED_TOKENS, RenderedPrompt, RolloutError, policy_logprobs, render_conversation
-from zoom_agent.training.rollout import PolicyRecorder, RolloutEngine
-from zoom_agent.training.trajectory import PolicyCall
+from zoom_agent.training.rollout.engine import PolicyRecorder, RolloutEngine
+from zoom_agent.training.rollout.render import (
+    BANNED_TOKENS,
+    RenderedPrompt,
+    RolloutError,
+    policy_logprobs,
+    render_conversation,
+)
+from zoom_agent.training.rollout.trajectory import PolicyCall
 from zoom_agent.types import Question
 
 pytestmark = pytest.mark.slow  # builds a tiny model and samples with it (a few seconds)

@@ -46,9 +46,9 @@ def _worker(rank: int, port: int, paths: dict[str, str]) -> None:
     )
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     torch.set_num_threads(1)
-    from zoom_agent.training import distributed as dist
     from zoom_agent.training.config import load_recipe
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop import distributed as dist
+    from zoom_agent.training.loop.trainer import Trainer
 
     ctx = dist.init_from_env("cpu")
     assert (ctx.rank, ctx.world) == (rank, WORLD)

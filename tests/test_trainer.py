@@ -15,11 +15,11 @@ import torch
 
 from zoom_agent.config import Budget
 from zoom_agent.models.scripted import ScriptedVLM
-from zoom_agent.training import data as data_mod
 from zoom_agent.training.config import TrainConfig, available_recipes, load_recipe, parse_overrides
-from zoom_agent.training.loss import policy_loss
-from zoom_agent.training.optim import lr_lambda
-from zoom_agent.training.update import loss_weight
+from zoom_agent.training.core.loss import policy_loss
+from zoom_agent.training.loop import data as data_mod
+from zoom_agent.training.loop.optim import lr_lambda
+from zoom_agent.training.loop.update import loss_weight
 from zoom_agent.types import GroundedAnswer, Question, Span
 
 # -- config and recipes ---------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_offline_difficulty_filter_keeps_only_informative_questions() -> None:
 
 def _traj(group: int, sample: int, layout: str) -> Any:
     """A trajectory whose tokens are: e = environment, r = reasoning, s = span, a = answer."""
-    from zoom_agent.training.trajectory import Trajectory
+    from zoom_agent.training.rollout.trajectory import Trajectory
 
     q = Question(id=str(group), video="v.mp4", question="q?")
     traj = Trajectory(question=q, group=group, sample=sample, result=GroundedAnswer(question_id="x", status="answered"))
@@ -206,7 +206,7 @@ def _parts(answer: float, iou: float = 0.5, number: float = 0.0) -> dict[str, fl
 
 def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
     from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.scoring import trajectory_advantages
+    from zoom_agent.training.loop.scoring import trajectory_advantages
 
     trajs = [_traj(0, 0, "eerrssrraa"), _traj(0, 1, "eerrssraae")]
     credit = CreditConfig(variant="A")
@@ -222,7 +222,7 @@ def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
 
 def test_probe_channel_and_sequence_grpo_spread_over_every_policy_token() -> None:
     from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.scoring import trajectory_advantages
+    from zoom_agent.training.loop.scoring import trajectory_advantages
 
     trajs = [_traj(0, 0, "errsa"), _traj(0, 1, "errsa"), _traj(1, 0, "ra")]
     parts = [_parts(0.0, number=1.0), _parts(0.0, number=0.0), _parts(1.0, number=1.0)]
@@ -270,7 +270,7 @@ def _config(out: Path, prebuilt: dict[str, str], *extra: str) -> TrainConfig:
 
 @pytest.mark.slow
 def test_one_step_logs_every_reward_part_and_timing(tmp_path: Path, prebuilt: dict[str, str]) -> None:
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1"))
     metrics = trainer.step()
@@ -294,9 +294,9 @@ def test_one_step_logs_every_reward_part_and_timing(tmp_path: Path, prebuilt: di
 
 @pytest.mark.slow
 def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt: dict[str, str]) -> None:
-    from zoom_agent.training.trainer import Trainer
-    from zoom_agent.training.trajectory import Trajectory
-    from zoom_agent.training.verifier import ZoomVerifier
+    from zoom_agent.training.loop.trainer import Trainer
+    from zoom_agent.training.loop.verifier import ZoomVerifier
+    from zoom_agent.training.rollout.trajectory import Trajectory
 
     trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1", "reward.verifier=policy"))
     q = next(x for x in trainer.questions if x.qtype == "digit")
@@ -310,7 +310,7 @@ def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt:
 
 @pytest.mark.slow
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, prebuilt: dict[str, str]) -> None:
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     straight = Trainer(_config(tmp_path / "a", prebuilt, "max_steps=3"))
     straight.train()
@@ -337,7 +337,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, prebuilt
 def test_difficulty_filter_refuses_a_task_with_no_informative_question(
     tmp_path: Path, prebuilt: dict[str, str]
 ) -> None:
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.trainer import Trainer
 
     config = _config(tmp_path, prebuilt, "difficulty_filter=true", "filter_group_size=2", "data.limit=2")
     with pytest.raises(ValueError, match="kept no question"):

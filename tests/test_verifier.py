@@ -10,7 +10,7 @@ from zoom_agent import protocol
 from zoom_agent.config import Budget
 from zoom_agent.models.base import VLMRequest
 from zoom_agent.models.scripted import ScriptedVLM
-from zoom_agent.training.verifier import ZoomVerifier, policy_reasoning, verifier_letter
+from zoom_agent.training.loop.verifier import ZoomVerifier, policy_reasoning, verifier_letter
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
 
 INFO = VideoInfo(path="v.mp4", duration=60.0, fps=10.0, num_frames=600, width=640, height=480)

@@ -24,8 +24,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     from zoom_agent.datasets.synthetic import make_synthetic_task
     from zoom_agent.models.hf import TransformersVLM
     from zoom_agent.models.tiny import build_tiny_model
-    from zoom_agent.training.rollout import RolloutEngine
-    from zoom_agent.training.vllm_engine import VLLMSampler
+    from zoom_agent.training.rollout.engine import RolloutEngine
+    from zoom_agent.training.rollout.vllm_engine import VLLMSampler
 
     root: Path = tmp_path_factory.mktemp("vllm")
     questions = make_synthetic_task(root / "task", num_videos=1, duration=10.0, fps=4.0, size=(160, 120), num_events=2)
@@ -42,7 +42,7 @@ def _agent():  # type: ignore[no-untyped-def]
 
 
 def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # type: ignore[no-untyped-def]
-    from zoom_agent.training.replay import policy_logprobs
+    from zoom_agent.training.rollout.render import policy_logprobs
 
     rollout_engine, questions = engine
     trajs = asyncio.run(rollout_engine.rollouts(questions[:2], _agent(), group_size=4, seed=0))
@@ -59,7 +59,7 @@ def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # t
 
 def test_sleep_wake_and_weight_sync_reach_the_engine(engine) -> None:  # type: ignore[no-untyped-def]
     from zoom_agent.models.base import Sampling
-    from zoom_agent.training.replay import render_conversation
+    from zoom_agent.training.rollout.render import render_conversation
 
     rollout_engine, questions = engine
     sampler, policy = rollout_engine.sampler, rollout_engine.vlm

@@ -47,8 +47,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     """Load the recipe, train, print where the results are; returns the exit code."""
     from zoom_agent.training.config import load_recipe
-    from zoom_agent.training.metrics_log import METRICS_FILE
-    from zoom_agent.training.trainer import Trainer
+    from zoom_agent.training.loop.metrics import METRICS_FILE
+    from zoom_agent.training.loop.trainer import Trainer
 
     config = load_recipe(args.recipe, args.override)
     trainer = Trainer(config)

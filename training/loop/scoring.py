@@ -13,10 +13,10 @@ import torch
 
 from zoom_agent import protocol
 from zoom_agent.training.config import CreditConfig
-from zoom_agent.training.credit import CHANNELS, grpo_advantages, token_selective_advantages
-from zoom_agent.training.rewards import PARTS, trajectory_rewards
-from zoom_agent.training.trajectory import Trajectory
-from zoom_agent.training.verifier import ZoomVerifier
+from zoom_agent.training.core.credit import CHANNELS, grpo_advantages, token_selective_advantages
+from zoom_agent.training.core.rewards import PARTS, trajectory_rewards
+from zoom_agent.training.loop.verifier import ZoomVerifier
+from zoom_agent.training.rollout.trajectory import Trajectory
 
 
 async def score_trajectories(

@@ -23,17 +23,17 @@ from typing import Any
 
 import torch
 
-from zoom_agent.training import checkpoint as ckpt
-from zoom_agent.training import data as data_mod
-from zoom_agent.training import distributed as dist
 from zoom_agent.training.config import TrainConfig
-from zoom_agent.training.metrics_log import MetricsLog, Timings, progress_bar, rollout_metrics
-from zoom_agent.training.optim import build_optimizer
-from zoom_agent.training.rollout import RolloutEngine
-from zoom_agent.training.scoring import score_trajectories, trajectory_advantages
-from zoom_agent.training.trajectory import Trajectory
-from zoom_agent.training.update import PolicyUpdate
-from zoom_agent.training.verifier import ZoomVerifier
+from zoom_agent.training.loop import checkpoint as ckpt
+from zoom_agent.training.loop import data as data_mod
+from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop.metrics import MetricsLog, Timings, progress_bar, rollout_metrics
+from zoom_agent.training.loop.optim import build_optimizer
+from zoom_agent.training.loop.scoring import score_trajectories, trajectory_advantages
+from zoom_agent.training.loop.update import PolicyUpdate
+from zoom_agent.training.loop.verifier import ZoomVerifier
+from zoom_agent.training.rollout.engine import RolloutEngine
+from zoom_agent.training.rollout.trajectory import Trajectory
 from zoom_agent.types import Question
 
 
@@ -112,7 +112,7 @@ class Trainer:
 
     def _sampler(self) -> Any:
         if self.config.engine == "vllm":
-            from zoom_agent.training.vllm_engine import VLLMSampler
+            from zoom_agent.training.rollout.vllm_engine import VLLMSampler
 
             return VLLMSampler(self.policy, self.engine_path(), **self.config.vllm)
         return None  # RolloutEngine's default: transformers on the policy itself

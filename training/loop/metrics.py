@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.training import distributed as dist
 from zoom_agent.training.config import TrainConfig
-from zoom_agent.training.rewards import PARTS
-from zoom_agent.training.trajectory import Trajectory
+from zoom_agent.training.core.rewards import PARTS
+from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.rollout.trajectory import Trajectory
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from zoom_agent.models.base import Sampling
-from zoom_agent.training.replay import RenderedPrompt, RolloutError
-from zoom_agent.training.trajectory import PolicyCall
+from zoom_agent.training.rollout.render import RenderedPrompt, RolloutError
+from zoom_agent.training.rollout.trajectory import PolicyCall
 
 if TYPE_CHECKING:
     from zoom_agent.models.hf import TransformersVLM

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from zoom_agent.models.hf import TransformersVLM
-    from zoom_agent.training.trajectory import Trajectory
+    from zoom_agent.training.rollout.trajectory import Trajectory
 
 BANNED_TOKENS: tuple[str, ...] = (
     "<|vision_start|>",

@@ -97,9 +97,8 @@ class ZoomVerifier:
         Returns:
             The clips of the spans the zoom tool accepted (possibly none).
         """
-        frames = min(self.max_frames, self.budget.zoom_max_frames)
-        budget = self.budget.scaled(self.fraction).model_copy(update={"zoom_max_frames": frames})
-        tool = TemporalZoom(info, budget, pad=self.pad, min_seconds=self.min_seconds)
+        budget = self.budget.view(self.fraction, zoom_max_frames=min(self.max_frames, self.budget.zoom_max_frames))
+        tool = TemporalZoom(info, budget, geometry=self.model.geometry, pad=self.pad, min_seconds=self.min_seconds)
         return tuple(r.clip for r in tool.zoom_spans(spans) if r.clip is not None)
 
     def request(self, question: Question, clips: tuple[ClipRef, ...], reasoning: str) -> VLMRequest:

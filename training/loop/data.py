@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoom_agent.training.config import DataConfig
-from zoom_agent.training.rewards import difficulty_keep, iou_reward
+from zoom_agent.training.core.rewards import difficulty_keep, iou_reward
 from zoom_agent.types import Question
 
 if TYPE_CHECKING:
     from zoom_agent.config import AgentConfig
-    from zoom_agent.training.rollout import RolloutEngine
+    from zoom_agent.training.rollout.engine import RolloutEngine
 
 
 def load_questions(config: DataConfig, output_dir: str | Path, *, write: bool = True) -> list[Question]:

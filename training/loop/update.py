@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from zoom_agent.training import distributed as dist
 from zoom_agent.training.config import TrainConfig
-from zoom_agent.training.loss import policy_loss
-from zoom_agent.training.metrics_log import Timings
-from zoom_agent.training.replay import RolloutError, policy_logprobs
-from zoom_agent.training.rollout import RolloutEngine
-from zoom_agent.training.trajectory import Trajectory
+from zoom_agent.training.core.loss import policy_loss
+from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop.metrics import Timings
+from zoom_agent.training.rollout.engine import RolloutEngine
+from zoom_agent.training.rollout.render import RolloutError, policy_logprobs
+from zoom_agent.training.rollout.trajectory import Trajectory
 
 STAT_NAMES = ("loss", "pg_loss", "kl", "clip_frac", "entropy", "approx_kl", "advantage", "advantage_sq")
 """Per-token statistics averaged over the batch (``actor/*``, ``advantage/*``)."""

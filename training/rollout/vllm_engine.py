@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoom_agent.models.base import Sampling
-from zoom_agent.training.replay import RenderedPrompt, banned_token_ids
-from zoom_agent.training.trajectory import PolicyCall
+from zoom_agent.training.rollout.render import RenderedPrompt, banned_token_ids
+from zoom_agent.training.rollout.trajectory import PolicyCall
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,1 @@
+"""The training loop: data stream, scoring, the policy update, checkpoints, ranks, metrics."""
