@@ -8,11 +8,13 @@ chunk's answer and the fine answer.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from zoom_agent.approximate import snap_clip
 from zoom_agent.config import AgentConfig
 from zoom_agent.graphs.nodes import ask_model, question_turns
 from zoom_agent.graphs.state import ZoomContext, ZoomState
@@ -52,8 +54,10 @@ async def run_chunk(task: ChunkTask, runtime: Runtime[ZoomContext]) -> dict[str,
     ctx = runtime.context
     config, question = ctx.config, task["question"]
     clip = plan_clip(task["info"], task["span"], config.budget, role="coarse")
-    turns = question_turns(question, [clip], config.dialect, zoom_rounds=0)
     try:
+        if config.approximate_coarse is not None:  # keyframes only; the clip says so (docs/video.md §5)
+            clip = await asyncio.to_thread(snap_clip, clip, config.approximate_coarse)
+        turns = question_turns(question, [clip], config.dialect, zoom_rounds=0)
         _, _, trace = await ask_model(ctx, question, turns, 0)
     except Exception as exc:  # one failed chunk does not sink the question
         trace = TurnTrace(round=0, text=f"[chunk {task['index']} failed: {type(exc).__name__}: {exc}]", clips=(clip,))

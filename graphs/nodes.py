@@ -15,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from zoom_agent import protocol
+from zoom_agent.approximate import snap_clip
 from zoom_agent.config import AgentConfig
 from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
 from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
@@ -39,6 +40,11 @@ async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
     if config.resolved_strategy(info.duration) == "divide_and_conquer":
         return base | {"next": "chunks"}
     coarse = plan_clip(info, info.whole, config.budget, role="coarse")
+    if config.approximate_coarse is not None:  # keyframes only; the clip says so (docs/video.md §5)
+        try:
+            coarse = await asyncio.to_thread(snap_clip, coarse, config.approximate_coarse)
+        except Exception as exc:  # a bad video is this item's failure, not the batch's
+            return {"error": f"{type(exc).__name__}: {exc}", "next": "finalize", "started": started}
     turns = question_turns(question, [coarse], config.dialect, zoom_rounds=config.zoom_rounds())
     return base | {"coarse": coarse, "turns": turns, "next": "model"}
 

@@ -8,115 +8,27 @@ libx264 / mpeg4); the real H.264 clips come from ../shared/data/videos when pres
 from __future__ import annotations
 
 import asyncio
-import fractions
-import functools
 import random
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
-import av
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from video_files import BBB, BIKES, assert_exact, index_sets, needs, sequential, write_av, write_mp4v
 
 from zoom_agent import video
 from zoom_agent.config import Budget
 from zoom_agent.datasets.synthetic_video import loop_video
+from zoom_agent.geometry import GEOMETRY
 from zoom_agent.planning import plan_clip
 from zoom_agent.types import Span
-from zoom_agent.video import Clip, VideoError, VideoSource, open_video
+from zoom_agent.video import VideoError, VideoSource, open_video
 
-DATA = SHARED_DATA / "videos"
-BBB, BIKES = DATA / "bigbuckbunny.mp4", DATA / "bikes.mp4"
-
-
-# --------------------------------------------------------------------------- builders
-
-
-def _pattern(i: int, w: int, h: int) -> np.ndarray:
-    """A frame that differs per index i (flat colour from i, plus a gradient)."""
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = (i * 37) % 256
-    img[..., 1] = (i * 11 + np.arange(w)[None, :] * 3) % 256
-    img[..., 2] = (np.arange(h)[:, None] * 5) % 256
-    return img
-
-
-def write_mp4v(path: Path, n: int, w: int = 64, h: int = 48, fps: float = 30.0) -> Path:
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
-    assert vw.isOpened(), "OpenCV's mp4v writer is unavailable"
-    for i in range(n):
-        vw.write(_pattern(i, w, h))
-    vw.release()
-    return path
-
-
-def write_av(
-    path: Path,
-    n: int,
-    *,
-    w: int = 32,
-    h: int = 24,
-    rate: int = 25,
-    codec: str = "libx264",
-    pts_ms: Sequence[int] | None = None,
-    gop: int | None = None,
-    fmt: str | None = None,
-) -> Path:
-    """Encode n pattern frames with PyAV; ``pts_ms`` gives each frame's time (VFR)."""
-    with av.open(str(path), "w", format=fmt) as out:
-        s: Any = out.add_stream(codec, rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        if gop:
-            s.codec_context.gop_size = gop
-        if pts_ms is not None:
-            s.codec_context.time_base = fractions.Fraction(1, 1000)
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(_pattern(i, w, h), format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], fractions.Fraction(1, 1000)
-            out.mux(s.encode(frame))
-        out.mux(s.encode())
-    return path
-
-
-def sequential(path: Path) -> list[np.ndarray]:
-    """Every frame of a sequential OpenCV decode, as RGB (cached per file version)."""
-    st = path.stat()
-    return _sequential(str(path), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _sequential(path: str, mtime_ns: int, size: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        rgb = np.ascontiguousarray(f[..., ::-1])
-        rgb.flags.writeable = False  # shared by the cache: no test may paint on it
-        frames.append(rgb)
-    cap.release()
-    return frames
-
-
-def assert_exact(clip: Clip, ref: list[np.ndarray]) -> None:
-    assert clip.frames.dtype == np.uint8 and clip.frames.ndim == 4
-    assert len(clip.frames) == len(clip.frame_indices) == len(clip.timestamps)
-    for k, i in enumerate(clip.frame_indices):
-        assert np.array_equal(clip.frames[k], ref[i]), f"frame {i} differs from the sequential decode"
-
-
-def needs(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent (shared test data not checked out)")
-    return path
+QWEN25 = GEOMETRY["qwen2_5_vl"]
 
 
 @pytest.fixture(scope="module")
@@ -157,21 +69,10 @@ def test_info_real_h264() -> None:
 # --------------------------------------------------------------------------- pixel identity
 
 
-def _index_sets(n: int, seed: int) -> list[list[int]]:
-    rnd = random.Random(seed)
-    return [
-        list(range(n)),
-        list(range(n - 1, -1, -1)),
-        sorted(rnd.sample(range(n), min(n, 16))),
-        [rnd.randrange(n) for _ in range(24)],
-        [n - 1, 0, n // 2, n // 2, 1],
-    ]
-
-
 @pytest.mark.parametrize("name", ["mp4v", "h264", "mkv"])
 def test_pixel_exact_generated(vids: dict[str, Path], name: str) -> None:
     ref = sequential(vids[name])
-    for idx in _index_sets(len(ref), seed=1):
+    for idx in index_sets(len(ref), seed=1):
         clip = VideoSource(vids[name]).read_indices(idx)  # fresh source: cold decoder
         assert clip.frame_indices == tuple(idx)
         assert_exact(clip, ref)
@@ -181,7 +82,7 @@ def test_pixel_exact_generated(vids: dict[str, Path], name: str) -> None:
 def test_pixel_exact_real_h264(path: Path) -> None:
     ref = sequential(needs(path))
     shared = VideoSource(path)
-    sets = _index_sets(len(ref), seed=0)
+    sets = index_sets(len(ref), seed=0)
     if path == BBB:  # 720p: whole-clip reads cost seconds of memory traffic, keep the sparse ones
         sets = [*sets[2:], list(range(40, 70))]
     for idx in sets:
@@ -212,7 +113,7 @@ def test_read_times_nearest_frame(vids: dict[str, Path]) -> None:
 def test_read_clip_resizes(vids: dict[str, Path]) -> None:
     src = VideoSource(vids["mp4v"])
     ref = sequential(vids["mp4v"])
-    big = plan_clip(src.info, Span(start=0.2, end=0.8), Budget(), role="zoom")
+    big = plan_clip(src.info, Span(start=0.2, end=0.8), Budget(), QWEN25, role="zoom")
     assert (big.width, big.height) == (56, 56)  # 64x48 rounded to the 28 grid: slight upscale
     clip = src.read_clip(big)
     assert clip.frames.shape == (big.num_frames, 56, 56, 3)
@@ -237,10 +138,10 @@ def test_cache_reuses_frames_and_is_bounded(vids: dict[str, Path]) -> None:
     assert src.stats.cache_hits == 2
     assert src.stats.frames_decoded - decoded <= 3 + 4  # 21, 22 (+ pipeline slack), not 20, 30
     frame_bytes = 32 * 24 * 3
-    tiny = VideoSource(vids["h264"], cache_bytes=5 * frame_bytes)
+    tiny = VideoSource(vids["h264"], cache_bytes=8 * frame_bytes)  # a quarter is kept for the coarse clip
     ref = sequential(vids["h264"])
     assert_exact(tiny.read_indices(list(range(0, 60, 3))), ref)
-    assert len(tiny._cache) == 5 and tiny._cache.nbytes <= 5 * frame_bytes
+    assert len(tiny._cache) == 6 and tiny._cache.nbytes <= 6 * frame_bytes
     none = VideoSource(vids["h264"], cache_bytes=0)
     assert_exact(none.read_indices([5, 5, 6]), ref)
     assert len(none._cache) == 0
@@ -399,7 +300,7 @@ def test_wrong_fps_and_count_raw_stream(tmp_path: Path) -> None:
     assert (src.info.fps, src.info.num_frames, src.info.duration) == (10.0, 50, 5.0)
     assert any("OpenCV reports" in note for note in src.notes)
     ref = sequential(raw)
-    for idx in _index_sets(50, seed=3):
+    for idx in index_sets(50, seed=3):
         assert_exact(src.read_indices(idx), ref)
 
 
@@ -408,7 +309,7 @@ def test_one_pixel_video(tmp_path: Path) -> None:
     src = VideoSource(path)
     assert (src.info.width, src.info.height, src.info.num_frames) == (1, 1, 6)
     assert_exact(src.read_indices([5, 0, 3]), sequential(path))
-    ref = plan_clip(src.info, src.info.whole, Budget())
+    ref = plan_clip(src.info, src.info.whole, Budget(), QWEN25)
     assert (ref.width, ref.height) == (28, 28)  # one patch: the patch rounding, no more
     assert src.read_clip(ref).frames.shape == (ref.num_frames, 28, 28, 3)
 
@@ -426,7 +327,7 @@ def test_ten_hour_video_metadata_only(tmp_path: Path) -> None:
     for k, i in enumerate(got.frame_indices):
         assert np.array_equal(got.frames[k], ref[i % 1500])
     assert src.stats.frames_decoded <= 3 * (250 + 4), "only the three GOPs are decoded"
-    whole = plan_clip(src.info, src.info.whole, Budget())
+    whole = plan_clip(src.info, src.info.whole, Budget(), QWEN25)
     assert whole.num_frames == 768 and whole.frame_indices[-1] == 899_999
 
 

@@ -12,14 +12,27 @@ Only `video.py` imports this module (it pulls in PyAV and OpenCV). Terms used be
   and the next wanted frame: if one does it seeks to it, otherwise it decodes forward.
   Either way it decodes only the GOPs that hold wanted frames, from their keyframe up to
   the last wanted frame (the physical floor of docs/QUALITY.md target 1).
+
+Beyond that floor (docs/video.md §3), on files with container timestamps and a constant
+frame rate ("smart" runs):
+
+- *skip*: packets of frames nobody asked for are sent with the decoder's ``skip_frame =
+  NONREF``: frames no other frame references (most B-frames) are not reconstructed; reference
+  frames and every wanted frame are (``DEFAULT``). A run that misses a wanted frame anyway
+  turns skipping off for the file and decodes again (the fallback).
+- *drain*: after the packet of a run's last wanted frame (the next wanted frame, if any,
+  needs a seek), the decoder is flushed instead of fed more packets, so the frames behind it
+  in the frame-thread pipeline and the B-frame reorder queue are not decoded for nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +41,7 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
-from zoom_agent._frame_cache import DecodeStats, FrameCache
+from zoom_agent._frame_cache import DecodeStats
 
 log = logging.getLogger("zoom_agent.video")
 
@@ -39,6 +52,7 @@ MIN_SEEK_GAIN = 5
 # At most this many keyframe steps back when a seek lands after the wanted frame (B-frames
 # whose keyframe is displayed later than it is decoded); then decode from the start.
 _MAX_BACKOFF = 4
+_REDO = object()  # _advance: this run cannot give the frame; start a fresh one
 
 
 class MediaError(ValueError):
@@ -188,11 +202,22 @@ class FrameDecoder:
     A *run* is one pass of the decoder from a keyframe (or the file's start) forward. For
     each wanted slot (ascending) it continues the run when the wanted frame's keyframe is
     already behind the demuxer, else seeks: ``container.seek(pts, backward=True)`` lands on
-    the last keyframe shown at or before the frame.
+    the last keyframe shown at or before the frame. Call `want` with a request's slots
+    before its `frame_at` calls: skip and drain (module notes) follow from them.
     """
 
-    def __init__(self, path: Path, probe_: Probe, container: Any = None) -> None:
+    def __init__(
+        self, path: Path, probe_: Probe, container: Any = None, *, skip_nonref: bool = True, threads: int = 0
+    ) -> None:
         self.path, self.probe, self.stats = path, probe_, DecodeStats()
+        # Skip and drain need each packet's slot from its timestamp: CFR files with timing.
+        self.smart = probe_.seekable and not probe_.vfr
+        self.skip_nonref = skip_nonref and self.smart
+        # Frame threads hide most of H.264's cost; one per core (capped) was fastest on 2 cores.
+        self.threads = threads or min(os.cpu_count() or 1, 8)
+        self._want: frozenset[int] = frozenset()
+        self._group_end: dict[int, int] = {}  # wanted slot -> last wanted slot of its run
+        self._keyslots: list[int] | None = None
         self._container: Any = None
         self._reopen(container)
 
@@ -202,9 +227,9 @@ class FrameDecoder:
             self._container.close()
         self._container = container if container is not None else _open(self.path)
         self._stream = self._container.streams.video[0]
-        # Frame threads hide most of H.264's cost; one per core (capped) was fastest on 2 cores.
         self._stream.thread_type = "AUTO"
-        self._stream.thread_count = min(os.cpu_count() or 1, 8)
+        self._stream.thread_count = self.threads
+        self._skip_mode = "DEFAULT"  # a fresh codec context
         tb = self._stream.time_base
         self._tb = float(tb) if tb else 0.0
         self._start = self._stream.start_time or 0
@@ -217,6 +242,8 @@ class FrameDecoder:
         self._pos = -1  # slot the run stands at (after a seek: just before its keyframe)
         self._key_pts: int | None = None  # pts of the run's keyframe; None: from the start
         self._key_pos = -1  # byte offset of the last keyframe packet demuxed in this run
+        self._skipped: set[int] = set()  # slots sent with skip_frame=NONREF in this run
+        self._drained_at: int | None = None  # slot after whose packet this run was drained
 
     def close(self) -> None:
         if self._container is not None:
@@ -229,10 +256,41 @@ class FrameDecoder:
     def _ts(self, slot: int) -> int:
         return self._start + round(slot / (self.probe.fps * self._tb))
 
+    def keyframe_slots(self) -> list[int]:
+        """Slots of the keyframes, ascending, from the container index (no decode; [] without one)."""
+        if self._container is None:
+            raise MediaError("is closed")
+        if self._keyslots is None:
+            index = self._stream.index_entries if self.probe.seekable else []
+            self._keyslots = sorted({self._slot(e.timestamp + self._lag) for e in index if e.is_keyframe})
+        return self._keyslots
+
+    def runs(self, slots: Sequence[int]) -> list[list[int]]:
+        """The wanted slots (deduplicated, ascending) grouped by run: a new run starts where
+        the next slot's keyframe lies more than `MIN_SEEK_GAIN` slots past the previous slot
+        (the rule `frame_at` follows). Runs are independent: each can go to its own decoder.
+        """
+        keys = self.keyframe_slots()
+        groups: list[list[int]] = []
+        for s in sorted(set(slots)):
+            k = bisect.bisect_right(keys, s) - 1
+            if groups and (k < 0 or keys[k] <= groups[-1][-1] + MIN_SEEK_GAIN):
+                groups[-1].append(s)
+            else:
+                groups.append([s])
+        return groups
+
+    def want(self, slots: Sequence[int]) -> None:
+        """Declare the slots the next `frame_at` calls ask for: the others may be skipped."""
+        self._want = frozenset(slots)
+        self._group_end = {s: g[-1] for g in self.runs(slots) for s in g} if self.smart else {}
+
     def frame_at(self, t: int) -> Any | None:
         """The decoded frame for slot ``t`` (an av.VideoFrame), or None when it does not exist."""
         if self._container is None:
             raise MediaError("is closed")
+        if t not in self._want:
+            self.want(sorted(self._want | {t}))
         try:
             return self._frame_at(t)
         except av.error.FFmpegError as e:
@@ -244,8 +302,11 @@ class FrameDecoder:
             return self._prev.frame
         if not self._can_continue(t):
             self._seek(t)
-        for attempt in range(_MAX_BACKOFF + 2):
+        for attempt in range(_MAX_BACKOFF + 3):
             found = self._advance(t)
+            if found is _REDO:
+                self._seek(t)
+                continue
             if found is not False:
                 return found
             if self._key_pts is None:  # decoding from the start, and t precedes the first frame
@@ -254,27 +315,36 @@ class FrameDecoder:
             self._seek(t, self._key_pts - 1 if attempt < _MAX_BACKOFF else None)
         return None
 
-    def _advance(self, t: int) -> Any | bool | None:
-        """Decode forward to slot t: its frame, None if the file ends first, False if t was passed."""
+    def _advance(self, t: int) -> Any:
+        """Decode forward to slot t: its frame, None if the file ends first, False if t was
+        passed, `_REDO` if this run cannot give it (drained before it, or skipped it)."""
         assert self._frames is not None
         while True:
             d, self._peek = self._peek or next(self._frames, None), None
-            if d is None:  # end of the stream: the last frame covers t only if shown then
+            if d is None:  # end of the run: the last frame covers t only if shown then
                 self._frames = None
                 prev = self._prev
-                return prev.frame if prev is not None and prev.slot <= t < prev.end else None
+                if prev is not None and prev.slot <= t < prev.end:
+                    return prev.frame
+                return _REDO if self._drained_at is not None else None
             if d.slot == t:
                 self._prev, self._pos = d, d.slot
                 return d.frame
             if d.slot > t:
                 self._peek = d
                 if self._prev is not None and self._prev.slot < t:
+                    if self._skipped and self.skip_nonref:  # the fallback: skipping lost it
+                        log.warning("%s: frame %d missing with skip_frame=NONREF; skipping off", self.path, t)
+                        self.skip_nonref = False
+                        return _REDO
                     return self._prev.frame  # VFR: no frame starts in slot t; prev is on screen
                 return False
             self._prev, self._pos = d, d.slot
 
     def _can_continue(self, t: int) -> bool:
-        if self._frames is None or t <= self._pos:
+        if self._frames is None or t <= self._pos or t in self._skipped:
+            return False
+        if self._drained_at is not None and t > self._drained_at:
             return False
         if not self.probe.seekable:
             return True
@@ -318,22 +388,49 @@ class FrameDecoder:
         self._frames = self._run(self._packets())
 
     def _run(self, packets: Iterator[Any]) -> Iterator[_Decoded]:
-        """Decode the packets, yielding frames with their slots."""
+        """Start a run over the packets (skipping and draining when smart); yields frames with slots."""
+        self._skipped, self._drained_at = set(), None
+        unfed = Counter(self._group_end.values())  # per run end: its wanted packets not yet sent
+        return self._decode(packets, unfed)
+
+    def _decode(self, packets: Iterator[Any], unfed: Counter[int]) -> Iterator[_Decoded]:
         cc, ordinal = self._stream.codec_context, self._pos
         for pkt in packets:
+            slot = self._slot(pkt.pts) if self.smart and pkt is not None and pkt.pts is not None else None
+            self._set_skip(slot)
             try:
                 frames = cc.decode(pkt)
             except av.error.FFmpegError:
                 continue  # a damaged packet: its frame is missing, later GOPs still decode
+            self.stats.packets_sent += pkt is not None
+            end = self._group_end.get(slot) if slot is not None and slot in self._want else None
+            if end is not None:
+                unfed[end] -= 1
+                if unfed[end] == 0:  # every wanted frame of this run is in: flush, feed no more
+                    self._drained_at = end
+                    self.stats.drains += 1
+                    frames = [*frames, *cc.decode(None)]
             for f in frames:
                 self.stats.frames_decoded += 1
                 ordinal += 1
                 if not self.probe.seekable or f.pts is None:
                     yield _Decoded(ordinal, ordinal + 1, f)
                     continue
-                slot = ordinal = self._slot(f.pts)
-                end = self._slot(f.pts + f.duration) if f.duration else slot + 1
-                yield _Decoded(slot, max(end, slot + 1), f)
+                slot_f = ordinal = self._slot(f.pts)
+                stop = self._slot(f.pts + f.duration) if f.duration else slot_f + 1
+                yield _Decoded(slot_f, max(stop, slot_f + 1), f)
+            if self._drained_at is not None:
+                return
+
+    def _set_skip(self, slot: int | None) -> None:
+        """NONREF for a packet nobody wants (when skipping is on), DEFAULT otherwise."""
+        mode = "DEFAULT"
+        if slot is not None and self.skip_nonref and slot not in self._want:
+            mode = "NONREF"
+            self._skipped.add(slot)
+        if mode != self._skip_mode:
+            self._stream.codec_context.skip_frame = mode
+            self._skip_mode = mode
 
     def _packets(self) -> Iterator[Any]:
         try:
@@ -349,26 +446,3 @@ class FrameDecoder:
 def to_rgb(frame: Any) -> np.ndarray:
     """An av.VideoFrame as (H, W, 3) uint8 RGB (the same pixels as OpenCV's BGR, reordered)."""
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-
-
-def fetch(decoder: FrameDecoder, cache: FrameCache, wanted: Iterable[int]) -> dict[int, np.ndarray]:
-    """Native RGB frames for the wanted indices: from the cache, else decoded and cached.
-
-    Decodes in ascending order so that dense frames share one run. The caller holds the
-    source's lock. Indices whose frames do not exist are absent from the result.
-    """
-    found: dict[int, np.ndarray] = {}
-    stats = decoder.stats
-    for i in sorted(set(wanted)):
-        arr = cache.get(i)
-        if arr is not None:
-            stats.cache_hits += 1
-            found[i] = arr
-            continue
-        stats.cache_misses += 1
-        frame = decoder.frame_at(i)
-        if frame is not None:
-            found[i] = arr = to_rgb(frame)
-            stats.frames_converted += 1
-            cache.put(i, arr)
-    return found

@@ -20,6 +20,10 @@ class DecodeStats:
     seeks: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    packets_sent: int = 0  # to the decoder; minus frames_decoded: frames skipped (NONREF)
+    drains: int = 0  # runs flushed after their last wanted frame
+    decode_calls: int = 0  # reads that had to decode (a cache miss)
+    shared_clip_hits: int = 0  # coarse clips served from the shared copy (no decode, no resize)
 
 
 @dataclass

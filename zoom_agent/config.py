@@ -93,6 +93,13 @@ class AgentConfig(BaseModel):
     chunk_frames: int = Field(256, ge=2, description="frames per chunk at budget.fps; their code: 256")
     top_k_chunks: int = Field(5, ge=1, description="chunks kept by answer confidence; their code: 5")
     min_chunk_confidence: float = Field(0.0, ge=0, le=1, description="chunks below are dropped (ours)")
+    approximate_coarse: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="approximate mode (ours, docs/video.md §5): coarse views read the nearest keyframe "
+        "within this many seconds of each planned frame; the clips carry the true times. None: exact",
+    )
 
     def resolved_strategy(self, duration: float) -> str:
         """The strategy for a video of this length (``auto`` decided by duration)."""

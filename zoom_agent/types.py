@@ -78,6 +78,12 @@ class ClipRef(_Frozen):
     height: int = Field(gt=0, description="target height after resizing, a multiple of the patch")
     visual_tokens: int = Field(ge=0, description="tokens this clip costs the model")
     role: Literal["coarse", "zoom", "context"] = "coarse"
+    keyframe_tolerance: float | None = Field(
+        None,
+        ge=0,
+        description="approximate mode (docs/video.md §5): frames were snapped to keyframes within this "
+        "many seconds; frame_indices and timestamps are the frames returned. None: exact sampling",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ClipRef:

@@ -69,8 +69,14 @@ class VideoSource:
       one (dense frames share a pass; far-apart frames each get a seek, chosen from the
       container's keyframe index). Returned frames are pixel-identical to a sequential
       decode (OpenCV ``read`` loop, BGR reordered to RGB) at the same indices.
-    - Decoded frames go into an LRU cache bounded by ``cache_bytes``, keyed by frame index,
-      so a zoom after a coarse pass decodes only frames it has not seen.
+    - Decoded frames go into an LRU cache keyed by frame index, so a zoom after a coarse pass
+      decodes only frames it has not seen. The last coarse clip read (resized, as planned) is
+      kept too and shared by every question on the video (one decode and one resize per
+      video, docs/video.md §6). Together they stay within ``cache_bytes``: the coarse clip
+      gets up to a quarter (a bigger one is not kept), the frame cache the rest.
+    - Beyond the floor (docs/video.md): frames nothing references are skipped on the way to
+      a wanted frame, a run stops at its last wanted frame, and independent GOP runs of one
+      request decode in parallel when ``workers > 1``.
     - One lock guards the decoder: calls from several threads (or ``asyncio.to_thread``)
       are safe and take turns on this file; different files decode in parallel.
 
@@ -85,22 +91,38 @@ class VideoSource:
     which) and raise VideoError only when none of the requested frames can be decoded.
     """
 
-    def __init__(self, path: str | Path, *, cache_bytes: int = 512 * 2**20) -> None:
-        from zoom_agent import _decode
+    def __init__(
+        self, path: str | Path, *, cache_bytes: int = 512 * 2**20, workers: int = 0, skip_nonref: bool = True
+    ) -> None:
+        """Open a video file (metadata only; nothing is decoded yet).
+
+        Args:
+            path: the video file.
+            cache_bytes: bound of the decoded-frame cache (native RGB frames).
+            workers: decoders that take a request's independent GOP runs in parallel
+                (0: one per 4 cores, see docs/video.md §4).
+            skip_nonref: skip frames nothing references on the way to a wanted frame
+                (docs/video.md §3); False gives the plain keyframe-seek floor.
+        """
+        from zoom_agent import _decode, _fetch
 
         self.path = _resolve(path)
         try:
             probe, container = _decode.probe(self.path)
-            self._decoder = _decode.FrameDecoder(self.path, probe, container)
-        except _decode.MediaError as e:
+            self._decoders = _fetch.Decoders(self.path, probe, container, workers=workers, skip_nonref=skip_nonref)
+        except (_decode.MediaError, ValueError) as e:
             raise VideoError(f"{self.path}: {e}") from e
         n, fps, w, h = probe.num_frames, probe.fps, probe.width, probe.height
         path_s = str(self.path)
         self._info = VideoInfo(path=path_s, duration=n / fps, fps=fps, num_frames=n, width=w, height=h)
         self.notes: tuple[str, ...] = probe.notes
         self.vfr: bool = probe.vfr
-        self._cache = FrameCache(max(0, cache_bytes))
-        self._lock = threading.Lock()
+        cache_bytes = max(0, cache_bytes)
+        self._share_bytes = cache_bytes // 4  # the shared coarse clip's part of the bound
+        self._cache = FrameCache(cache_bytes - self._share_bytes)
+        self._shared: tuple[ClipRef, Clip] | None = None  # the last coarse clip read, resized
+        self._lock = threading.Lock()  # the decoders and the frame cache
+        self._coarse_lock = threading.Lock()  # the shared coarse clip
 
     @property
     def info(self) -> VideoInfo:
@@ -110,7 +132,17 @@ class VideoSource:
     @property
     def stats(self) -> DecodeStats:
         """Decode counters (frames decoded, seeks, cache hits), for tests and benchmarks."""
-        return self._decoder.stats
+        return self._decoders.stats
+
+    @property
+    def keyframe_indices(self) -> tuple[int, ...]:
+        """Frame indices of the keyframes, from the container index (no decode; () without one).
+
+        A keyframe decodes alone: reading only these is the cheapest view of a long video
+        (`zoom_agent.approximate.snap_to_keyframes`).
+        """
+        with self._lock:
+            return tuple(self._decoders.main.keyframe_slots())
 
     def __repr__(self) -> str:
         i = self._info
@@ -119,7 +151,7 @@ class VideoSource:
     def close(self) -> None:
         """Release the file; later reads fail. Sources from `open_video` are shared: don't."""
         with self._lock:
-            self._decoder.close()
+            self._decoders.close()
 
     def __enter__(self) -> VideoSource:
         return self
@@ -157,12 +189,12 @@ class VideoSource:
             VideoError: an index out of range or not an integer, an empty request, or no
                 requested frame could be decoded.
         """
-        from zoom_agent import _decode
+        from zoom_agent import _decode, _fetch
 
         wanted = self._check_indices(indices)
         with self._lock:
             try:
-                found = _decode.fetch(self._decoder, self._cache, wanted)
+                found = _fetch.fetch(self._decoders, self._cache, wanted)
             except _decode.MediaError as e:
                 raise VideoError(f"{self.path}: {e}") from e
         keep = tuple(i for i in wanted if i in found)
@@ -184,6 +216,20 @@ class VideoSource:
         """
         if Path(ref.path).expanduser().resolve() != self.path:
             raise VideoError(f"{self.path}: asked to read a clip of another file, {ref.path}")
+        if ref.role != "coarse":
+            return self._resized(ref)
+        with self._coarse_lock:  # questions asking for the same coarse clip wait for the first
+            shared = self._shared
+            if shared is not None and shared[0] == ref:
+                with self._lock:
+                    self._decoders.stats.shared_clip_hits += 1
+                return Clip(shared[1].frames.copy(), shared[1].timestamps, shared[1].frame_indices)
+            clip = self._resized(ref)
+            if clip.frames.nbytes <= self._share_bytes:
+                self._shared = (ref, Clip(clip.frames.copy(), clip.timestamps, clip.frame_indices))
+            return clip
+
+    def _resized(self, ref: ClipRef) -> Clip:
         clip = self.read_indices(ref.frame_indices)
         frames = np.stack([resize(f, ref.width, ref.height) for f in clip.frames])
         return Clip(frames, clip.timestamps, clip.frame_indices)

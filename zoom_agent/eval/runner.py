@@ -9,6 +9,9 @@ without a line, so every question appears exactly once. A per-item failure (a ba
 a model error, even an exception escaping the agent) is a result line with status
 "error", counted and never fatal.
 
+The questions run grouped by video (`by_video`), so a video's coarse clip is decoded once
+for all its questions (NExT-GQA has about five per video).
+
 Concurrency is a fixed pool of ``concurrency`` workers pulling from one iterator rather
 than one task per question behind a semaphore: the same limit, but memory stays flat
 however many questions there are (10,000 pending coroutines would each hold a frame).
@@ -36,7 +39,7 @@ from pydantic import BaseModel, ConfigDict
 from zoom_agent.eval.results import RESULTS_FILE, ResultWriter, check_lines, scan_lines
 from zoom_agent.types import GroundedAnswer, Question, VideoInfo
 
-__all__ = ["RUN_FILE", "FolderInUseError", "RunSummary", "run_eval", "select"]
+__all__ = ["RUN_FILE", "FolderInUseError", "RunSummary", "by_video", "run_eval", "select"]
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -102,6 +105,19 @@ def select(
     if shard is not None:
         pairs = [(i, q) for i, q in pairs if i % shard[1] == shard[0]]
     return pairs
+
+
+def by_video(pairs: Sequence[tuple[int, Question]]) -> list[tuple[int, Question]]:
+    """The questions grouped by video: videos in order of first appearance, each video's
+    questions in index order.
+
+    The workers then take a video's questions together, so its coarse clip is decoded once
+    and shared while it is still in the source's cache (docs/video.md §6).
+    """
+    first: dict[str, int] = {}
+    for _, q in pairs:
+        first.setdefault(q.video, len(first))
+    return sorted(pairs, key=lambda p: (first[p[1].video], p[0]))
 
 
 class _Lock:
@@ -247,7 +263,7 @@ async def run_eval(
         _check_meta(out, meta)
         path = out / RESULTS_FILE
         status, done, duplicates, torn = _done_before(path, {q.id for _, q in pairs})
-        todo = iter([(i, q) for i, q in pairs if q.id not in done])
+        todo = iter(by_video([(i, q) for i, q in pairs if q.id not in done]))
         ran = await _drain(agent, todo, path, status, len(pairs), len(done), concurrency, progress, infos)
     finally:
         lock.release()

@@ -1,0 +1,158 @@
+"""Frames for `zoom_agent.video.VideoSource`: from the cache, else decoded, runs in parallel.
+
+A request's missing frames are grouped into runs (`FrameDecoder.runs`: one keyframe seek
+each; runs are independent). With ``workers > 1`` the runs are cut into contiguous shares of
+about equal decode cost, and each share decodes on its own `FrameDecoder` (its own open
+container) in a thread of one shared pool, on top of each decoder's frame threads. PyAV
+releases the GIL while FFmpeg decodes and converts, so the shares overlap on the cores
+(docs/video.md §4 says what this measured here and what to expect with more cores).
+
+Only `video.py` imports this module (it pulls in PyAV through `_decode`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoom_agent._decode import FrameDecoder, Probe, to_rgb
+from zoom_agent._frame_cache import DecodeStats, FrameCache
+
+MAX_FRAME_THREADS = 8  # per decoder; more gave nothing on H.264 (FFmpeg's own advice: <= 16)
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def default_workers() -> int:
+    """Decoders per source: one per 4 cores (1 on this project's 2-core machines, where a
+    second one measured no gain; 4 on 16 cores, each with 4 frame threads)."""
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="zoom-decode")
+        return _POOL
+
+
+class Decoders:
+    """The decoders of one file: the main one, plus ``workers - 1`` helpers opened on first need.
+
+    Not thread-safe: the owning VideoSource holds its lock around every call.
+    """
+
+    def __init__(
+        self, path: Path, probe: Probe, container: Any = None, *, workers: int = 0, skip_nonref: bool = True
+    ) -> None:
+        self.workers = workers or default_workers()
+        if self.workers < 1:
+            raise ValueError(f"{path}: decode workers must be >= 1, got {workers}")
+        threads = max(1, min(MAX_FRAME_THREADS, (os.cpu_count() or 1) // self.workers))
+        self._make = lambda c: FrameDecoder(path, probe, c, skip_nonref=skip_nonref, threads=threads)
+        self.main = self._make(container)
+        self._helpers: list[FrameDecoder] = []
+
+    @property
+    def stats(self) -> DecodeStats:
+        return self.main.stats
+
+    def close(self) -> None:
+        for d in (self.main, *self._helpers):
+            d.close()
+
+    def helpers(self, n: int) -> list[FrameDecoder]:
+        while len(self._helpers) < n:
+            self._helpers.append(self._make(None))
+        return self._helpers[:n]
+
+
+def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[list[int]]:
+    """The slots cut into at most ``workers`` contiguous shares of whole runs, of about equal
+    decode cost (frames from each run's keyframe to its last wanted frame)."""
+    runs = decoder.runs(slots)
+    if workers <= 1 or len(runs) <= 1:
+        return [[s for run in runs for s in run]]
+    keys = decoder.keyframe_slots()
+    costs = [run[-1] - _key_before(keys, run[0]) + 1 for run in runs]
+    target = sum(costs) / min(workers, len(runs))
+    out: list[list[int]] = [[]]
+    acc = 0.0
+    for run, cost in zip(runs, costs, strict=True):
+        if out[-1] and acc + cost / 2 > target and len(out) < workers:
+            out.append([])
+            acc = 0.0
+        out[-1].extend(run)
+        acc += cost
+    return out
+
+
+def _key_before(keys: list[int], slot: int) -> int:
+    k = bisect.bisect_right(keys, slot) - 1
+    return keys[k] if k >= 0 else 0
+
+
+def _decode_share(decoder: FrameDecoder, slots: list[int]) -> dict[int, np.ndarray]:
+    decoder.want(slots)
+    out: dict[int, np.ndarray] = {}
+    for t in slots:
+        frame = decoder.frame_at(t)
+        if frame is not None:
+            out[t] = to_rgb(frame)
+    return out
+
+
+def fetch(decoders: Decoders, cache: FrameCache, wanted: Iterable[int]) -> dict[int, np.ndarray]:
+    """Native RGB frames for the wanted indices: from the cache, else decoded and cached.
+
+    The caller holds the source's lock. Indices whose frames do not exist are absent.
+    """
+    found: dict[int, np.ndarray] = {}
+    stats = decoders.stats
+    misses: list[int] = []
+    for i in sorted(set(wanted)):
+        arr = cache.get(i)
+        if arr is None:
+            misses.append(i)
+        else:
+            found[i] = arr
+    stats.cache_hits += len(found)
+    stats.cache_misses += len(misses)
+    if not misses:
+        return found
+    stats.decode_calls += 1
+    parts = shares(decoders.main, misses, decoders.workers)
+    helpers = decoders.helpers(len(parts) - 1)
+    futures: list[Future[dict[int, np.ndarray]]] = [
+        _pool().submit(_decode_share, h, part) for h, part in zip(helpers, parts[1:], strict=True)
+    ]
+    try:
+        first = _decode_share(decoders.main, parts[0])
+    finally:  # every helper is done before the lock is let go, even when one failed
+        wait(futures)
+        for h in helpers:
+            _absorb(stats, h.stats)
+    results = [first, *(f.result() for f in futures)]
+    for part in results:
+        for i, arr in part.items():
+            found[i] = arr
+            cache.put(i, arr)
+    stats.frames_converted += sum(len(part) for part in results)
+    return found
+
+
+def _absorb(total: DecodeStats, part: DecodeStats) -> None:
+    """Add a helper's counters to the source's, and zero the helper's."""
+    for f in dataclasses.fields(DecodeStats):
+        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+        setattr(part, f.name, 0)
