@@ -77,7 +77,7 @@ def model_cost(tmp: Path) -> float:
 
     vlm = TransformersVLM(build_tiny_model(tmp / "tiny", "qwen2_5_vl"))
     info = open_video(tmp / "clip.mp4").info
-    clip = plan_clip(info, info.whole, Budget(visual_tokens=512))
+    clip = plan_clip(info, info.whole, Budget(visual_tokens=512), vlm.geometry)
     request = VLMRequest(
         turns=(Turn(role="user", content=("Video:", clip, "Which one?")),), sampling=Sampling(max_tokens=32)
     )

@@ -34,6 +34,7 @@ from typing import Any
 from zoom_agent.agent import ZoomAgent
 from zoom_agent.config import AgentConfig
 from zoom_agent.eval import run_eval
+from zoom_agent.geometry import PAPER_GEOMETRY
 from zoom_agent.models.base import Completion, Turn, VLMRequest, VLMResponse
 from zoom_agent.types import Question, Span, VideoInfo
 
@@ -50,6 +51,8 @@ class CapacityModel:
         self.gate = asyncio.Semaphore(capacity)
         self.calls = 0
         self.answers = 0  # fine turns: one per question that reached its answer
+        self.geometry = PAPER_GEOMETRY  # views are planned as for Qwen2.5-VL
+        self.family = PAPER_GEOMETRY.family
 
     async def generate(self, request: VLMRequest) -> VLMResponse:
         async with self.gate:

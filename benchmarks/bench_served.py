@@ -39,6 +39,7 @@ from zoom_agent import protocol
 from zoom_agent.agent import ZoomAgent
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.eval import run_eval
+from zoom_agent.geometry import PAPER_GEOMETRY
 from zoom_agent.models.base import Turn
 from zoom_agent.models.chat_format import encode_clip, render_messages
 from zoom_agent.models.served import OpenAIVLM, _http_client
@@ -113,7 +114,7 @@ class Run:
 
 async def served_run(url: str, questions: list[Question], infos: list[VideoInfo], concurrency: int, out: Path) -> Run:
     """The questions through run_eval(ZoomAgent(OpenAIVLM)), RSS sampled every 0.25 s."""
-    vlm = OpenAIVLM(url, concurrency=concurrency, timeout=60)
+    vlm = OpenAIVLM(url, family=PAPER_GEOMETRY.family, concurrency=concurrency, timeout=60)  # the fake server
     agent = Counting(ZoomAgent(vlm, CONFIG))
     samples: list[tuple[int, float]] = []
     me = psutil.Process()
@@ -139,8 +140,8 @@ async def baseline_run(url: str, infos: list[VideoInfo], n: int, concurrency: in
     from openai import AsyncOpenAI
 
     info = infos[0]
-    coarse = plan_clip(info, info.whole, CONFIG.budget)
-    zoom = plan_clip(info, Span(start=1.0, end=3.0), CONFIG.budget, role="zoom")
+    coarse = plan_clip(info, info.whole, CONFIG.budget, PAPER_GEOMETRY)
+    zoom = plan_clip(info, Span(start=1.0, end=3.0), CONFIG.budget, PAPER_GEOMETRY, role="zoom")
     encoded = {c: encode_clip(c, 90) for c in (coarse, zoom)}
     first = (Turn(role="system", content=("sys",)), Turn(role="user", content=("Video:", coarse, "Q?")))
     second = (

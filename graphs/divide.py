@@ -1,4 +1,4 @@
-"""Divide and conquer for long videos (docs/METHOD.md §2, mode b).
+"""Divide and conquer for long videos (docs/method.md §2, mode b).
 
 Split the video into chunks of ``chunk_frames`` frames, run a coarse pass on every chunk in
 parallel (`Send`), keep the ``top_k_chunks`` by answer confidence, pool their evidence
@@ -9,10 +9,11 @@ chunk's answer and the fine answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypedDict
+from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from typing_extensions import TypedDict
 
 from zoom_agent.approximate import snap_clip
 from zoom_agent.config import AgentConfig
@@ -53,7 +54,7 @@ async def run_chunk(task: ChunkTask, runtime: Runtime[ZoomContext]) -> dict[str,
     """The coarse pass on one chunk (no zoom): answer, spans, confidence."""
     ctx = runtime.context
     config, question = ctx.config, task["question"]
-    clip = plan_clip(task["info"], task["span"], config.budget, role="coarse")
+    clip = plan_clip(task["info"], task["span"], config.budget, ctx.geometry, role="coarse")
     try:
         if config.approximate_coarse is not None:  # keyframes only; the clip says so (docs/video.md §5)
             clip = await asyncio.to_thread(snap_clip, clip, config.approximate_coarse)
@@ -85,12 +86,14 @@ async def fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str
     pooled = [p for p in pooled if p[1] > p[0]][: config.top_k_chunks]
     if not pooled:
         return {"candidates": kept[:1]}
-    tool = TemporalZoom(info, config.budget, pad=config.zoom_pad, min_seconds=config.min_zoom_seconds)
+    tool = TemporalZoom(
+        info, config.budget, geometry=ctx.geometry, pad=config.zoom_pad, min_seconds=config.min_zoom_seconds
+    )
     zooms = [result.trace(1, i) for i, result in enumerate(tool.zoom_spans(pooled))]
     clips = [z.clip for z in zooms if z.clip is not None]
     turns = question_turns(question, clips, config.dialect, zoom_rounds=0)
     try:
         _, _, fine = await ask_model(ctx, question, turns, 1)
     except Exception as exc:
-        return {"zooms": zooms, "round": 1, "candidates": kept[:1], "error": f"fine pass failed: {exc}"}
-    return {"zooms": zooms, "trace": [fine], "round": 1, "candidates": [*kept[:1], fine]}
+        return {"zooms": zooms, "candidates": kept[:1], "error": f"fine pass failed: {exc}"}
+    return {"zooms": zooms, "trace": [fine], "candidates": [*kept[:1], fine]}

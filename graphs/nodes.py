@@ -1,8 +1,10 @@
-"""The zoom graph's nodes: prepare the coarse view, call the model, zoom, observe, finalize.
+"""The zoom graph's nodes: prepare the coarse view, call the model, remind, zoom, observe,
+finalize.
 
-Each node reads the state, does one thing, and returns a partial update. Model errors
-end the question with status "error" and keep the trace; they never raise out of the
-graph, so a batch never dies for one item.
+Each node reads the state, does one thing, and returns a partial update; where the graph
+goes next is the routers' business (`zoom_agent.graphs.routes`). Model errors end the
+question with status "error" and keep the trace; they never raise out of the graph, so a
+batch never dies for one item.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from langgraph.runtime import Runtime
 from zoom_agent import protocol
 from zoom_agent.approximate import snap_clip
 from zoom_agent.config import AgentConfig
+from zoom_agent.geometry import VisionGeometry
 from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
-from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
-from zoom_agent.models.base import Sampling, Turn, VLMRequest
+from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask, rounds_taken
+from zoom_agent.models.base import Sampling, Turn, VLMRequest, model_failure
 from zoom_agent.planning import plan_clip
 from zoom_agent.protocol import Dialect
 from zoom_agent.spans import merge
-from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom
+from zoom_agent.tools.zoom import TemporalZoom
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
 from zoom_agent.video import open_video
 
@@ -35,18 +38,18 @@ async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
     try:
         info = state.get("info") or await asyncio.to_thread(lambda: open_video(question.video).info)
     except Exception as exc:  # a bad video is this item's failure, not the batch's
-        return {"error": f"{type(exc).__name__}: {exc}", "next": "finalize", "started": started}
-    base = {"info": info, "round": 0, "retries": 0, "started": started, "error": None}
+        return {"error": f"{type(exc).__name__}: {exc}", "started": started}
+    base = {"info": info, "retries": 0, "started": started, "error": None, "calls": []}
     if config.resolved_strategy(info.duration) == "divide_and_conquer":
-        return base | {"next": "chunks"}
-    coarse = plan_clip(info, info.whole, config.budget, role="coarse")
+        return base  # the chunks plan their own views
+    coarse = plan_clip(info, info.whole, config.budget, runtime.context.geometry, role="coarse")
     if config.approximate_coarse is not None:  # keyframes only; the clip says so (docs/video.md §5)
         try:
             coarse = await asyncio.to_thread(snap_clip, coarse, config.approximate_coarse)
         except Exception as exc:  # a bad video is this item's failure, not the batch's
-            return {"error": f"{type(exc).__name__}: {exc}", "next": "finalize", "started": started}
+            return {"error": f"{type(exc).__name__}: {exc}", "started": started}
     turns = question_turns(question, [coarse], config.dialect, zoom_rounds=config.zoom_rounds())
-    return base | {"coarse": coarse, "turns": turns, "next": "model"}
+    return base | {"coarse": coarse, "turns": turns}
 
 
 def question_turns(question: Question, clips: Sequence[ClipRef], dialect: Dialect, *, zoom_rounds: int) -> list[Turn]:
@@ -67,13 +70,6 @@ def question_turns(question: Question, clips: Sequence[ClipRef], dialect: Dialec
     )
     system = protocol.system_prompt(dialect, max_zoom_rounds=zoom_rounds)
     return [Turn(role="system", content=(system,)), Turn(role="user", content=tuple(content))]
-
-
-def route_after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Any:
-    """To the coarse model turn, to the per-chunk passes (`Send`), or straight to finalize."""
-    from zoom_agent.graphs.divide import chunk_tasks
-
-    return chunk_tasks(state, runtime.context.config) if state["next"] == "chunks" else state["next"]
 
 
 async def ask_model(
@@ -109,68 +105,53 @@ async def ask_model(
 
 
 async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
-    """One model turn of the conversation, then decide what comes next."""
+    """One model turn of the conversation: its reply, its trace and the zoom calls it made."""
+    config = runtime.context.config
     try:
-        text, parsed, trace = await ask_model(runtime.context, state["question"], state["turns"], state.get("round", 0))
+        text, parsed, trace = await ask_model(runtime.context, state["question"], state["turns"], rounds_taken(state))
     except Exception as exc:
-        return {"error": f"model failed: {type(exc).__name__}: {exc}", "next": "finalize"}
-    decision = _decide(state, runtime.context.config, parsed)
+        return {"error": model_failure(exc), "calls": []}
     reply = Turn(role="assistant", content=(text,))  # kept even when unreadable: the model sees what it wrote
-    return decision | {"turns": [reply, *decision.get("turns", [])], "trace": [trace]}
+    return {"turns": [reply], "trace": [trace], "calls": _zoom_calls(parsed, config)}
+
+
+async def remind(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
+    """Re-ask after a turn without an answer or a zoom that can run: one format reminder."""
+    config = runtime.context.config
+    reminder = protocol.format_reminder(config.dialect)
+    if state.get("calls"):  # it asked to zoom with no rounds left
+        reminder = f"You have no zoom rounds left. Answer now. {reminder}"
+    return {"retries": state.get("retries", 0) + 1, "turns": [Turn(role="user", content=(reminder,))]}
 
 
 def _spans(pairs: list[tuple[float, float]]) -> tuple[Span, ...]:
     return tuple(Span(start=s, end=e) for s, e in pairs)
 
 
-def _decide(state: ZoomState, config: AgentConfig, parsed: protocol.Parsed) -> dict[str, Any]:
-    """Route: zoom (calls pending), finalize (answered), or retry (re-ask with a reminder)."""
-    rounds_left = config.zoom_rounds() - state.get("round", 0)
-    calls = _zoom_calls(parsed, config)
-    if calls and rounds_left > 0:
-        return {"next": "zoom", "pending": calls[: config.max_parallel_zooms]}
-    if parsed.answer is not None:
-        return {"next": "finalize"}
-    retries = state.get("retries", 0)
-    if retries >= config.format_retries:
-        return {"next": "finalize"}
-    reminder = protocol.format_reminder(config.dialect)
-    if calls:
-        reminder = f"You have no zoom rounds left. Answer now. {reminder}"
-    return {"next": "retry", "retries": retries + 1, "turns": [Turn(role="user", content=(reminder,))]}
-
-
 def _zoom_calls(parsed: protocol.Parsed, config: AgentConfig) -> list[dict[str, Any]]:
     """The zoom requests of one turn, as ``{"name", "arguments" | "error"}`` records."""
     if config.dialect == "zoomzero":  # the glue spans become the zoom request
-        return [{"name": TOOL_NAME, "arguments": {"start": s, "end": e}} for s, e in merge(parsed.spans)]
+        return [{"name": protocol.ZOOM_TOOL_NAME, "arguments": {"start": s, "end": e}} for s, e in merge(parsed.spans)]
     calls: list[dict[str, Any]] = [{"name": c.name, "arguments": c.arguments} for c in parsed.tool_calls]
-    calls += [{"name": TOOL_NAME, "error": e} for e in parsed.tool_call_errors]
+    calls += [{"name": protocol.ZOOM_TOOL_NAME, "error": e} for e in parsed.tool_call_errors]
     return calls
-
-
-def route_after_model(state: ZoomState) -> Any:
-    """Fan out one `Send` per zoom call (parallel zoom), or go on to retry/finalize."""
-    from langgraph.types import Send
-
-    if state["next"] != "zoom":
-        return state["next"]
-    round_ = state.get("round", 0) + 1
-    return [
-        Send("zoom", ZoomTask(call=call, index=i, round=round_, info=state["info"]))
-        for i, call in enumerate(state["pending"])
-    ]
 
 
 async def zoom(task: ZoomTask, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     """Run one zoom call through `TemporalZoom`; errors become text the model reads."""
-    config, call = runtime.context.config, task["call"]
-    budget = config.budget.scaled(1 - config.context_share) if config.global_context else config.budget
-    tool = TemporalZoom(task["info"], budget, pad=config.zoom_pad, min_seconds=config.min_zoom_seconds)
+    ctx, call = runtime.context, task["call"]
+    config = ctx.config
+    tool = TemporalZoom(
+        task["info"],
+        config.zoom_budget(),
+        geometry=ctx.geometry,
+        pad=config.zoom_pad,
+        min_seconds=config.min_zoom_seconds,
+    )
     if "error" in call:
         result = tool.error_result(f"the tool call could not be read: {call['error']}", {})
-    elif call["name"] != TOOL_NAME:
-        result = tool.error_result(f"unknown tool {call['name']!r}; the only tool is {TOOL_NAME}", {})
+    elif call["name"] != protocol.ZOOM_TOOL_NAME:
+        result = tool.error_result(f"unknown tool {call['name']!r}; the only tool is {protocol.ZOOM_TOOL_NAME}", {})
     else:
         result = tool(call["arguments"])
     return {"zooms": [result.trace(task["round"], task["index"])]}
@@ -182,25 +163,26 @@ async def observe(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
     vLLM drops images inside ``role: tool`` messages, so frames travel in a user turn.
     """
     config = runtime.context.config
-    round_ = state.get("round", 0) + 1
+    round_ = rounds_taken(state)  # this round's zoom calls are in the state now
     done = sorted((z for z in state["zooms"] if z.round == round_), key=lambda z: z.call)
-    turns = [Turn(role="tool", name=TOOL_NAME, content=(z.text,)) for z in done]
+    turns = [Turn(role="tool", name=protocol.ZOOM_TOOL_NAME, content=(z.text,)) for z in done]
     content: list[Any] = []
     for z in done:
         if z.clip is not None:
             content += [protocol.clip_caption(z.clip), z.clip]
     if content and config.global_context:
-        context = _context_clip(state["info"], config)
+        context = _context_clip(state["info"], config, runtime.context.geometry)
         content = [protocol.clip_caption(context), context, *content]
     left = config.zoom_rounds() - round_
     content.append(protocol.follow_up_prompt(config.dialect, rounds_left=left))
     turns.append(Turn(role="user", content=tuple(content)))
-    return {"turns": turns, "round": round_}
+    return {"turns": turns}
 
 
-def _context_clip(info: VideoInfo, config: AgentConfig) -> Any:
-    budget = config.budget.scaled(config.context_share)
-    return plan_clip(info, info.whole, budget, max_frames=config.context_frames, role="context")
+def _context_clip(info: VideoInfo, config: AgentConfig, geometry: VisionGeometry) -> ClipRef:
+    return plan_clip(
+        info, info.whole, config.context_budget(), geometry, max_frames=config.context_frames, role="context"
+    )
 
 
 async def finalize(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
@@ -218,7 +200,7 @@ def build_result(state: ZoomState, config: AgentConfig, *, candidates: list[Turn
     zooms = state.get("zooms", [])
     common: dict[str, Any] = {
         "question_id": question.id,
-        "rounds": state.get("round", 0),
+        "rounds": rounds_taken(state),
         "turns": tuple(state.get("trace", [])),
         "zooms": tuple(zooms),
         "elapsed_s": time.perf_counter() - state.get("started", time.perf_counter()),

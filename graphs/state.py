@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any
+
+# typing.TypedDict breaks LangGraph's schema endpoints (get_input_jsonschema, as_tool) on 3.11.
+from typing_extensions import TypedDict
 
 from zoom_agent.config import AgentConfig
+from zoom_agent.geometry import VisionGeometry
 from zoom_agent.models.base import VLM, Turn
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, TurnTrace, VideoInfo, ZoomTrace
-
-Next = Literal["model", "chunks", "zoom", "retry", "finalize"]
 
 
 class ZoomState(TypedDict, total=False):
@@ -25,13 +27,17 @@ class ZoomState(TypedDict, total=False):
     trace: Annotated[list[TurnTrace], operator.add]  # one entry per model turn
     candidates: list[TurnTrace]  # divide and conquer: [best chunk turn, fine turn] to arbitrate
     zooms: Annotated[list[ZoomTrace], operator.add]  # one entry per zoom call
-    round: int  # zoom rounds taken so far
-    retries: int  # format reminders sent so far
-    next: Next
-    pending: list[dict[str, Any]]  # zoom calls of the current turn
+    retries: int  # format reminders sent so far (advanced by the retry node only)
+    calls: list[dict[str, Any]]  # zoom calls of the latest model turn (run while rounds are left)
     error: str | None
     started: float
     result: GroundedAnswer
+
+
+def rounds_taken(state: ZoomState) -> int:
+    """Zoom rounds taken so far: the round of the latest zoom call (each call leaves a
+    `ZoomTrace`, errors included), so the count has one source and no node advances it."""
+    return max((z.round for z in state.get("zooms", [])), default=0)
 
 
 class ZoomTask(TypedDict):
@@ -49,3 +55,8 @@ class ZoomContext:
 
     model: VLM
     config: AgentConfig = field(default_factory=AgentConfig)
+
+    @property
+    def geometry(self) -> VisionGeometry:
+        """The model's vision geometry: every view of the run is planned with it."""
+        return self.model.geometry

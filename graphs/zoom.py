@@ -1,4 +1,4 @@
-"""The coarse-to-fine zoom graph (DESIGN.md §2).
+"""The coarse-to-fine zoom graph (docs/architecture.md).
 
 ```
 prepare -> model -> (zoom x k, in parallel) -> observe -> model -> ... -> finalize
@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from zoom_agent.graphs import divide, nodes
+from zoom_agent.graphs import divide, nodes, routes
 from zoom_agent.graphs.state import ZoomContext, ZoomState
 
 
@@ -40,23 +40,17 @@ def build_zoom_graph(*, checkpointer: Any = None) -> Any:
     graph.add_node("model", nodes.call_model)
     graph.add_node("zoom", nodes.zoom)
     graph.add_node("observe", nodes.observe)
-    graph.add_node("retry", _passthrough)
+    graph.add_node("retry", nodes.remind)
     graph.add_node("finalize", nodes.finalize)
     graph.add_edge(START, "prepare")
     graph.add_node("chunk", divide.run_chunk)
     graph.add_node("fine", divide.fine_pass)
-    graph.add_conditional_edges("prepare", nodes.route_after_prepare, ["model", "chunk", "finalize"])
+    graph.add_conditional_edges("prepare", routes.after_prepare, ["model", "chunk", "finalize"])
     graph.add_edge("chunk", "fine")
     graph.add_edge("fine", "finalize")
-    graph.add_conditional_edges("model", nodes.route_after_model, ["zoom", "retry", "finalize"])
+    graph.add_conditional_edges("model", routes.after_model, ["zoom", "retry", "finalize"])
     graph.add_edge("zoom", "observe")
     graph.add_edge("observe", "model")
     graph.add_edge("retry", "model")
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
-
-
-def _passthrough(state: ZoomState) -> dict[str, Any]:
-    # The reminder turn was already written by the model node; this node only marks the
-    # retry in the stream and the trace.
-    return {}

@@ -15,10 +15,10 @@ from zoom_agent import protocol
 from zoom_agent.agent import ZoomAgent
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.datasets.synthetic import make_synthetic_task
+from zoom_agent.geometry import FAMILIES, GEOMETRY
 from zoom_agent.models.scripted import ScriptedVLM
 
 pytestmark = pytest.mark.slow
-FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +46,13 @@ def test_zoomed_turn_reaches_the_real_model_with_absolute_times(family, task, mo
 
     question = task[0]
     (gt,) = question.gt_spans[:1] or pytest.skip("question without a span")
-    budget = Budget.for_family(family, visual_tokens=256)
+    budget = Budget(visual_tokens=256)
     scripted = ScriptedVLM(
         [
             protocol.format_tool_call(gt.start, gt.end),
             "<answer>A</answer>\n<glue>[(1.0, 2.0)]</glue>",
-        ]
+        ],
+        geometry=GEOMETRY[family],  # plans as the real model below will tokenise
     )
     asyncio.run(ZoomAgent(scripted, AgentConfig(budget=budget)).arun(question))
     fine_request = scripted.requests[1]  # coarse clip, tool result, zoomed clip

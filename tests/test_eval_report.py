@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -13,8 +12,8 @@ import pytest
 from conftest import SHARED_DATA
 
 from zoom_agent import metrics
+from zoom_agent.cli import build_parser
 from zoom_agent.eval import get_task, read_results, write_report
-from zoom_agent.eval.cli import add_eval_parser
 from zoom_agent.eval.tasks import Task
 from zoom_agent.models.oracle import PIPELINE_CHECK_LABEL
 from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace
@@ -194,13 +193,8 @@ def test_report_with_nothing_to_score_is_strict_json_with_nulls(tmp_path: Path) 
 
 
 def eval_command(argv: list[str]) -> int:
-    """``zoom-agent eval ...`` through the same parser wiring as the top-level command."""
-    from zoom_agent import cli as top
-
-    parser = argparse.ArgumentParser(prog="zoom-agent")
-    sub = parser.add_subparsers(dest="command")
-    add_eval_parser(sub, agent_options=top._agent_options, agent_config=top._agent_config)
-    args = parser.parse_args(argv)
+    """``zoom-agent eval ...`` through the top-level command's parser (errors raise here)."""
+    args = build_parser().parse_args(argv)
     return int(args.run(args))
 
 

@@ -244,3 +244,101 @@ def test_blocking_ask_and_stream_on_a_real_video_file(tmp_path):
     result = agent.ask(path, "Which colour?", ["red", "green"])
     assert result.answer == "A" and result.zooms[0].clip is not None
     assert result.zooms[0].clip.path == str(path)
+
+
+# --- the graph's shape: routers, state schema, imports ----------------------------------
+
+
+class _Runtime:
+    def __init__(self, config: AgentConfig) -> None:
+        from zoom_agent.graphs.state import ZoomContext
+
+        self.context = ZoomContext(model=ScriptedVLM([]), config=config)
+
+
+def _turn(answer_letter: str | None) -> object:
+    from zoom_agent.types import TurnTrace
+
+    return TurnTrace(round=0, text="", answer=answer_letter)
+
+
+def test_routers_decide_from_the_state_alone():
+    from typing import get_type_hints
+
+    from langgraph.types import Send
+
+    from zoom_agent.graphs import routes
+    from zoom_agent.types import ZoomTrace
+
+    rt = _Runtime(CONFIG)  # 2 zoom rounds, 1 format retry
+    call = {"name": "temporal_zoom", "arguments": {"start": 1, "end": 2}}
+    base = {"question": QUESTION, "info": INFO, "retries": 0}
+    sends = routes.after_model({**base, "trace": [_turn(None)], "calls": [call, call]}, rt)  # type: ignore[arg-type]
+    assert isinstance(sends, list) and all(isinstance(s, Send) for s in sends)
+    assert [s.arg["round"] for s in sends] == [1, 1] and [s.arg["index"] for s in sends] == [0, 1]
+    done = [ZoomTrace(round=r, call=0, requested={}, text="") for r in (1, 2)]  # both rounds taken
+    spent = {**base, "zooms": done, "calls": [call]}
+    assert routes.after_model({**spent, "trace": [_turn("A")]}, rt) == "finalize"  # type: ignore[arg-type]
+    assert routes.after_model({**spent, "trace": [_turn(None)]}, rt) == "retry"  # type: ignore[arg-type]
+    assert routes.after_model({**spent, "trace": [_turn(None)], "retries": 1}, rt) == "finalize"  # type: ignore[arg-type]
+    assert routes.after_model({**base, "error": "model failed", "calls": [call]}, rt) == "finalize"  # type: ignore[arg-type]
+    assert routes.after_prepare({**base, "error": "no video"}, rt) == "finalize"  # type: ignore[arg-type]
+    assert routes.after_prepare(base, rt) == "model"  # type: ignore[arg-type]
+    long = AgentConfig(budget=CONFIG.budget, strategy="divide_and_conquer", chunk_frames=40)  # 20 s chunks
+    chunks = routes.after_prepare(base, _Runtime(long))  # type: ignore[arg-type]
+    assert isinstance(chunks, list) and [s.node for s in chunks] == ["chunk"] * 3
+    for router in (routes.after_prepare, routes.after_model):
+        assert "Literal" in str(get_type_hints(router)["return"])
+
+
+def test_the_reminder_says_why_and_counts_the_retry():
+    import asyncio as aio
+
+    from zoom_agent.graphs.nodes import remind
+    from zoom_agent.types import ZoomTrace
+
+    rt = _Runtime(CONFIG)
+    plain = aio.run(remind({"retries": 0}, rt))  # type: ignore[arg-type]
+    assert plain["retries"] == 1 and "no zoom rounds left" not in plain["turns"][0].text
+    spent = {
+        "retries": 0,
+        "calls": [{"name": "temporal_zoom"}],
+        "zooms": [ZoomTrace(round=2, call=0, requested={}, text="")],
+    }
+    assert aio.run(remind(spent, rt))["turns"][0].text.startswith("You have no zoom rounds left.")  # type: ignore[arg-type]
+
+
+def test_state_schemas_serve_langgraph_endpoints():
+    # typing.TypedDict state breaks these on Python 3.11 (FIELD-NOTES); typing_extensions' works.
+    from zoom_agent.graphs import build_zoom_graph
+
+    graph = build_zoom_graph()
+    assert "question" in graph.get_input_jsonschema()["properties"]
+    assert {"result", "zooms", "calls"} <= set(graph.get_output_jsonschema()["properties"])
+
+
+def test_graph_modules_import_one_way():
+    """No import cycle between the graph's modules (nodes <-> divide was one)."""
+    import ast
+    from graphlib import TopologicalSorter
+    from pathlib import Path
+
+    import zoom_agent.graphs as pkg
+
+    folder = Path(pkg.__file__).parent
+    deps: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {
+            f"{n.module}.{a.name}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+            for a in n.names
+        }
+        deps[path.stem] = {m.rsplit(".", 1)[-1] for m in names if m.startswith("zoom_agent.graphs.")} - {path.stem}
+    deps.pop("__init__")
+    for mod in deps.values():
+        mod.discard("__init__")
+    tuple(TopologicalSorter(deps).static_order())  # raises CycleError on a cycle
+    assert "divide" not in deps["nodes"] and "routes" not in deps["nodes"]

@@ -4,7 +4,6 @@ fake ``vllm`` package (a small Python server that answers /health)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -19,15 +18,15 @@ from pathlib import Path
 import pytest
 from fake_vllm import free_port
 
+from zoom_agent.cli import build_parser
 from zoom_agent.config import Budget
+from zoom_agent.geometry import GEOMETRY, detect_geometry
 from zoom_agent.planning import plan_clip
 from zoom_agent.serve import (
     VLLM_MODULE,
     ServeError,
     VLLMServer,
-    add_serve_parser,
     build_vllm_command,
-    detect_family,
     processor_kwargs,
 )
 from zoom_agent.types import Span, VideoInfo
@@ -151,13 +150,14 @@ def test_the_command_for_qwen3_vl_8b_with_replicas(root: Path):
 def test_processor_bounds_keep_every_planned_clip_size(family):
     """What the processor resizes: Qwen2.5-VL per frame, Qwen3-VL per video (frames
     rounded to the temporal patch); every plan under the serve budget must lie inside."""
-    size = processor_kwargs(family, Budget.for_family(family, visual_tokens=16384))["size"]
+    geometry = GEOMETRY[family]
+    size = processor_kwargs(geometry, Budget(visual_tokens=16384))["size"]
     for tokens in (512, 2048, 8192, 16384):
-        budget = Budget.for_family(family, visual_tokens=tokens)
+        budget = Budget(visual_tokens=tokens)
         for w, h, seconds in ((1920, 1080, 3600.0), (640, 360, 40.0), (160, 120, 2.0), (3840, 2160, 12.0)):
             info = VideoInfo(path="/v.mp4", duration=seconds, fps=30.0, num_frames=int(seconds * 30), width=w, height=h)
             for span in (info.whole, Span(start=1.0, end=2.5)):
-                clip = plan_clip(info, span, budget)
+                clip = plan_clip(info, span, budget, geometry)
                 frames = max(2, round(clip.num_frames / 2) * 2) if family == "qwen3_vl" else 1
                 cost = frames * clip.width * clip.height
                 assert size["shortest_edge"] <= cost <= size["longest_edge"], (
@@ -170,17 +170,20 @@ def test_processor_bounds_keep_every_planned_clip_size(family):
 
 
 def test_family_detection(tmp_path: Path):
-    assert detect_family("Qwen/Qwen2.5-VL-72B-Instruct-AWQ") == "qwen2_5_vl"
-    assert detect_family("/models/qwen3_vl_8b") == "qwen3_vl"
+    assert detect_geometry("Qwen/Qwen2.5-VL-72B-Instruct-AWQ") == GEOMETRY["qwen2_5_vl"]
+    assert detect_geometry("/models/qwen3_vl_8b") == GEOMETRY["qwen3_vl"]
     local = tmp_path / "ckpt"
     local.mkdir()
-    (local / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
-    assert detect_family(str(local)) == "qwen3_vl"
-    with pytest.raises(ValueError, match="pass family"):
-        detect_family("llava-hf/llava-1.5-7b-hf")
+    # a local folder: its config.json decides, vision geometry included
+    (local / "config.json").write_text(json.dumps({"model_type": "qwen3_vl", "vision_config": {"patch_size": 14}}))
+    assert detect_geometry(str(local)).family == "qwen3_vl" and detect_geometry(str(local)).token_side == 28
+    with pytest.raises(ValueError, match="name it explicitly: family='qwen2_5_vl' or 'qwen3_vl'"):
+        detect_geometry("llava-hf/llava-1.5-7b-hf")
     (local / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(ValueError, match="not qwen2_5_vl or qwen3_vl"):
-        detect_family(str(local))
+    with pytest.raises(ValueError, match="'llama' is not a supported model family"):
+        detect_geometry(str(local))
+    with pytest.raises(ValueError, match="name it explicitly"):  # the launcher says the same
+        build_vllm_command("llava-hf/llava-1.5-7b-hf", video_root=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -210,8 +213,7 @@ def test_a_file_is_not_a_video_root(tmp_path: Path):
 
 
 def test_dry_run_prints_the_command_and_starts_nothing(root: Path, capsys):
-    parser = argparse.ArgumentParser(prog="zoom-agent")
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     argv = ["serve", "Qwen/Qwen3-VL-8B-Instruct", "--video-root", str(root), "--max-model-len", "32768"]
     args = parser.parse_args([*argv, "--max-videos", "12", "--vllm-args=--enforce-eager --seed 0", "--dry-run"])
     assert args.run(args) == 0

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from zoom_agent.geometry import FAMILIES, GEOMETRY, VisionGeometry
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
 from zoom_agent.models.hf import TransformersVLM, _trim, token_offsets
 from zoom_agent.models.hf_render import chat_messages, clip_metadata, processor_size_bounds
-from zoom_agent.models.tiny import FAMILIES, build_tiny_model
+from zoom_agent.models.tiny import build_tiny_model
 from zoom_agent.types import ClipRef, Span
 
 FPS, NUM_FRAMES, SRC_W, SRC_H = 10.0, 20, 64, 48
-FACTOR = {"qwen2_5_vl": 28, "qwen3_vl": 32}  # patch * merge
 COARSE = (0, 5, 10, 15)
 ZOOM = (10, 12, 14, 16)  # 1.0-1.6 s: spacing 0.2 s
 
@@ -53,7 +53,7 @@ def vlms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TransformersVLM]
 
 
 def clip(path: str, indices: tuple[int, ...], family: str, scale: tuple[int, int], role: str) -> ClipRef:
-    f = FACTOR[family]
+    f = GEOMETRY[family].token_side  # type: ignore[index]
     ts = tuple(i / FPS for i in indices)
     return ClipRef(
         path=path,
@@ -253,8 +253,9 @@ def test_metadata_and_size_bounds_per_family() -> None:
     q25 = clip_metadata(ref, "qwen2_5_vl", 4, ZOOM)
     assert q25.sampled_fps == pytest.approx(1 / 0.2)  # the real spacing, not 4 / 20 * 10
     videos = [np.zeros((4, 64, 96, 3), np.uint8), np.zeros((3, 32, 64, 3), np.uint8)]
-    assert processor_size_bounds(videos, "qwen2_5_vl", 32, 2) == {"shortest_edge": 2048, "longest_edge": 6144}
-    assert processor_size_bounds(videos, "qwen3_vl", 32, 2) == {"shortest_edge": 8192, "longest_edge": 24576}
+    side32 = {f: VisionGeometry(f, patch_size=16) for f in FAMILIES}  # 32-px tokens for both families
+    assert processor_size_bounds(videos, side32["qwen2_5_vl"]) == {"shortest_edge": 2048, "longest_edge": 6144}
+    assert processor_size_bounds(videos, side32["qwen3_vl"]) == {"shortest_edge": 8192, "longest_edge": 24576}
     single = ref.model_copy(update={"frame_indices": (12,), "timestamps": (1.2,)})
     assert single.frame_spacing == pytest.approx(1 / FPS)
 
@@ -264,11 +265,14 @@ def test_metadata_and_size_bounds_per_family() -> None:
 def test_planned_clips_cost_what_plan_clip_says(vlms: dict[str, TransformersVLM], video_path: str, family: str) -> None:
     video = pytest.importorskip("zoom_agent.video")
     from zoom_agent.config import Budget
+    from zoom_agent.planning import plan_clip
 
     info = video.open_video(video_path).info
-    budget = Budget.for_family(family, visual_tokens=64, min_pixels=FACTOR[family] ** 2)  # type: ignore[arg-type]
-    coarse = video.plan_clip(info, info.whole, budget)
-    zoom = video.plan_clip(info, Span(start=1.0, end=1.6), budget, role="zoom")
+    geometry = vlms[family].geometry  # read from the model's config
+    assert geometry == GEOMETRY[family] and vlms[family].family == family  # type: ignore[index]
+    budget = Budget(visual_tokens=64, min_frame_tokens=1)
+    coarse = plan_clip(info, info.whole, budget, geometry)
+    zoom = plan_clip(info, Span(start=1.0, end=1.6), budget, geometry, role="zoom")
     turns = (Turn(role="user", content=(coarse, "Zoomed:", zoom, "Q?")),)
     inputs = vlms[family].render_inputs(VLMRequest(turns=turns))
     per_clip = (inputs["video_grid_thw"].prod(-1) // 4).tolist()

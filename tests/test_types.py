@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from zoom_agent.config import Budget
+from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.types import ClipRef, Question, Span, VideoInfo
 
 
@@ -57,13 +57,28 @@ def test_videoinfo_rejects_nonpositive():
 
 
 def test_budget_defaults_follow_their_code():
+    from zoom_agent.geometry import GEOMETRY
+
     b = Budget()
-    assert b.visual_tokens == 8192 and b.patch == 28
-    assert b.min_pixels == int(1.05 * 16 * 28 * 28) and b.max_pixels == 768 * 28 * 28
-    q3 = Budget.for_family("qwen3_vl")
-    assert q3.patch == 32 and q3.max_pixels == 768 * 32 * 32
-    assert b.scaled(0.25).visual_tokens == 2048
-    with pytest.raises(ValueError, match="fraction"):
-        b.scaled(0)
-    with pytest.raises(ValidationError, match="min_pixels"):
-        Budget(min_pixels=10, max_pixels=5)
+    assert b.visual_tokens == 8192
+    # their code's pixel bounds for Qwen2.5-VL (28-px tokens), the same token counts at 32 px
+    assert b.pixel_bounds(GEOMETRY["qwen2_5_vl"]) == (int(1.05 * 16 * 28 * 28), 768 * 28 * 28)
+    assert b.pixel_bounds(GEOMETRY["qwen3_vl"]) == (int(1.05 * 16 * 32 * 32), 768 * 32 * 32)
+    assert not {"patch", "temporal_patch"} & set(Budget.model_fields)  # the geometry is the model's
+
+
+def test_derived_views_share_one_factory():
+    b = Budget()
+    assert b.view(0.25).visual_tokens == 2048 and b.view(0.25).zoom_max_frames == b.zoom_max_frames
+    pooled = b.view(1 / 3, zoom_max_frames=85)
+    assert (pooled.visual_tokens, pooled.zoom_max_frames, pooled.fps) == (2730, 85, b.fps)
+    assert Budget(visual_tokens=3).view(0.1).visual_tokens == 1  # never below one token
+    with pytest.raises(ValueError, match="share"):
+        b.view(0)
+    with pytest.raises(ValueError, match="zoom_max_frames"):
+        b.view(0.5, zoom_max_frames=0)
+    with pytest.raises(ValidationError, match="min_frame_tokens"):
+        Budget(min_frame_tokens=10, max_frame_tokens=5)
+    config = AgentConfig(budget=b, global_context=True, context_share=0.25)
+    assert config.zoom_budget().visual_tokens == 6144 and config.context_budget().visual_tokens == 2048
+    assert AgentConfig(budget=b).zoom_budget() == b

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from zoom_agent.config import Budget
+from zoom_agent.geometry import VisionGeometry
 from zoom_agent.spans import SpanLike, clamp, merge
 from zoom_agent.types import ClipRef, Span, VideoInfo, ZoomTrace
 
@@ -78,13 +79,15 @@ class TemporalZoom:
     Args:
         source: the video (a `VideoSource`, or just its `VideoInfo`: the tool never decodes).
         budget: the token budget the zoomed view may spend.
+        geometry: the model's vision geometry (``vlm.geometry``): the grid views are planned on.
         pad: seconds added on both sides of every request (their eval pads by 10 s).
         min_seconds: shortest window; shorter valid requests are widened around their centre.
 
     Example:
         >>> from zoom_agent.types import VideoInfo
         >>> info = VideoInfo(path="v.mp4", duration=60, fps=10, num_frames=600, width=640, height=480)
-        >>> TemporalZoom(info, Budget(visual_tokens=1024)).zoom(12, 18.5).text
+        >>> from zoom_agent.geometry import GEOMETRY
+        >>> TemporalZoom(info, Budget(visual_tokens=1024), geometry=GEOMETRY["qwen2_5_vl"]).zoom(12, 18.5).text
         'zoomed 12.0-18.5 s: 12 frames at 420x308'
     """
 
@@ -93,11 +96,13 @@ class TemporalZoom:
         source: VideoSource | VideoInfo,
         budget: Budget | None = None,
         *,
+        geometry: VisionGeometry,
         pad: float = 0.0,
         min_seconds: float = 1.0,
     ) -> None:
         self.info: VideoInfo = source if isinstance(source, VideoInfo) else source.info
         self.budget = budget or Budget()
+        self.geometry = geometry
         if pad < 0 or not math.isfinite(pad):
             raise ValueError(f"pad must be a finite number of seconds >= 0, got {pad}")
         self.pad = pad
@@ -159,7 +164,7 @@ class TemporalZoom:
         span = self._window(s, e, self.pad if pad is None else pad)
         from zoom_agent.planning import plan_clip  # floor 2; imported lazily to keep the tool importable light
 
-        clip = plan_clip(self.info, span, self.budget, max_frames=num_frames, role="zoom")
+        clip = plan_clip(self.info, span, self.budget, self.geometry, max_frames=num_frames, role="zoom")
         note = "" if (s, e) == span.as_tuple() else f" (requested {s:g}-{e:g} s)"
         text = f"zoomed {clip.describe()}{note}"
         return ZoomResult(text=text, clip=clip, requested=requested)
@@ -181,10 +186,8 @@ class TemporalZoom:
         if not merged:
             return []
         n = len(merged)
-        budget = self.budget.scaled(1 / n).model_copy(
-            update={"zoom_max_frames": max(1, self.budget.zoom_max_frames // n)}
-        )
-        share = TemporalZoom(self.info, budget, pad=self.pad, min_seconds=self.min_seconds)
+        budget = self.budget.view(1 / n, zoom_max_frames=max(1, self.budget.zoom_max_frames // n))
+        share = TemporalZoom(self.info, budget, geometry=self.geometry, pad=self.pad, min_seconds=self.min_seconds)
         return [share.zoom(s, e) for s, e in merged]
 
     def _window(self, s: float, e: float, pad: float) -> Span:

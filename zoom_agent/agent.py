@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zoom_agent.config import AgentConfig
+from zoom_agent.geometry import VisionGeometry
 from zoom_agent.models.base import VLM
 from zoom_agent.types import GroundedAnswer, Question, VideoInfo
 
@@ -29,6 +30,11 @@ class ZoomAgent:
             model directory for transformers, ``oracle[:NOISE]`` for pipeline checks).
         config: how the agent runs (dialect, budget, zoom rounds, ...).
         checkpointer: optional LangGraph checkpointer, so a ``thread_id`` can be resumed.
+
+    Raises:
+        ValueError: the model's family is unknown (a served model whose name spells none:
+            give its ``family``).
+        TypeError: the model exposes no vision geometry.
     """
 
     def __init__(self, model: VLM | str | Path, config: AgentConfig | None = None, *, checkpointer: Any = None):
@@ -36,6 +42,7 @@ class ZoomAgent:
         from zoom_agent.models import load_model
 
         self.model: VLM = load_model(model)
+        self.geometry: VisionGeometry = model_geometry(self.model)
         self.config = config or AgentConfig()
         self.checkpointer = checkpointer
         self.graph = build_zoom_graph(checkpointer=checkpointer)
@@ -121,6 +128,22 @@ def make_question(video: str | Path, question: str, options: Sequence[str] | Non
     """A `Question` for an ad-hoc ask, with a stable id derived from its content."""
     opts = tuple(options) if options else None
     digest = hashlib.sha1(f"{video}\0{question}\0{opts}".encode()).hexdigest()[:12]
+def model_geometry(model: object) -> VisionGeometry:
+    """A model's vision geometry (``model.geometry``), checked once, up front.
+
+    Raises:
+        ValueError: the backend cannot tell its family (its message says how to name it).
+        TypeError: the object has no ``geometry`` attribute of type `VisionGeometry`.
+    """
+    geometry = getattr(model, "geometry", None)
+    if not isinstance(geometry, VisionGeometry):
+        raise TypeError(
+            f"{type(model).__name__} exposes no vision geometry: a VLM has a `geometry` attribute "
+            f"(zoom_agent.geometry.VisionGeometry, e.g. GEOMETRY['qwen2_5_vl']), got {geometry!r}"
+        )
+    return geometry
+
+
     return Question(id=f"q-{digest}", video=str(video), question=question, options=opts)
 
 

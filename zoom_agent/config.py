@@ -10,27 +10,31 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Family = Literal["qwen2_5_vl", "qwen3_vl"]
-
-# One visual token = one (patch * merge)^2 pixel square per temporal patch of frames.
-_PATCH = {"qwen2_5_vl": 28, "qwen3_vl": 32}  # 14*2 and 16*2
+from zoom_agent.geometry import VisionGeometry
 
 
 class Budget(BaseModel):
     """The visual-token budget L_v and the rules that turn it into frames and pixels.
 
-    ``plan_clip`` spends it as V_res = L_v / N (docs/METHOD.md §2): per-frame pixels =
-    clamp(temporal_patch * L_v * patch^2 / N, min_pixels, max_pixels), capped at the
-    source's native size.
+    Only the budget: how pixels become tokens belongs to the model (its
+    `zoom_agent.geometry.VisionGeometry`, ``vlm.geometry``), so one budget serves every
+    family. ``plan_clip`` spends it as V_res = L_v / N (docs/method.md §2): per-frame pixels
+    = clamp(temporal_patch * L_v * token_side^2 / N, min_pixels, max_pixels), capped at the
+    source's native size. The per-frame pixel bounds are stated in token squares
+    (token_side^2 pixels each), so each family gets its code's bounds: their code's
+    ``1.05 * 16 * 28^2`` and ``768 * 28^2`` pixels for Qwen2.5-VL (28-pixel tokens), the
+    same 16.8 and 768 tokens in 32-pixel squares for Qwen3-VL.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     visual_tokens: int = Field(8192, gt=0, description="L_v; their code: 8192 GVQA, 16384 long video")
-    patch: int = Field(28, gt=0, description="pixels per token side after merge: 28 Qwen2.5-VL, 32 Qwen3-VL")
-    temporal_patch: int = Field(2, gt=0, description="frames per temporal token (Qwen-VL: 2)")
-    min_pixels: int = Field(int(1.05 * 16 * 28 * 28), gt=0, description="per-frame floor; their code: 1.05 * 16 * 28^2")
-    max_pixels: int = Field(768 * 28 * 28, gt=0, description="per-frame ceiling; their code: 768 * 28^2")
+    min_frame_tokens: float = Field(
+        1.05 * 16, gt=0, description="per-frame pixel floor in token squares; their code: 1.05 * 16 * 28^2 px"
+    )
+    max_frame_tokens: float = Field(
+        768, gt=0, description="per-frame pixel ceiling in token squares; their code: 768 * 28^2 px"
+    )
     fps: float = Field(2.0, gt=0, description="sampling rate of a view; qwen-vl-utils FPS = 2")
     min_frames: int = Field(4, gt=0, description="qwen-vl-utils FPS_MIN_FRAMES = 4")
     max_frames: int = Field(768, gt=0, description="coarse cap; qwen-vl-utils FPS_MAX_FRAMES = 768")
@@ -38,29 +42,45 @@ class Budget(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Budget:
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+        if self.min_frame_tokens > self.max_frame_tokens:
+            raise ValueError(f"min_frame_tokens {self.min_frame_tokens} > max_frame_tokens {self.max_frame_tokens}")
         if self.min_frames > self.max_frames:
             raise ValueError(f"min_frames {self.min_frames} > max_frames {self.max_frames}")
         return self
 
-    @classmethod
-    def for_family(cls, family: Family, **overrides: object) -> Budget:
-        """The defaults with the patch size (and pixel bounds) of a model family."""
-        p = _PATCH[family]
-        base: dict[str, object] = {
-            "patch": p,
-            "min_pixels": int(1.05 * 16 * p * p),
-            "max_pixels": 768 * p * p,
-        }
-        base.update(overrides)
-        return cls.model_validate(base)
+    def pixel_bounds(self, geometry: VisionGeometry) -> tuple[int, int]:
+        """``(min_pixels, max_pixels)`` per frame for a model's geometry.
 
-    def scaled(self, fraction: float) -> Budget:
-        """A copy holding ``fraction`` of the visual tokens (to split zoom vs global context)."""
-        if not 0 < fraction <= 1:
-            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
-        return self.model_copy(update={"visual_tokens": max(1, int(self.visual_tokens * fraction))})
+        >>> from zoom_agent.geometry import GEOMETRY
+        >>> Budget().pixel_bounds(GEOMETRY["qwen2_5_vl"]), Budget().pixel_bounds(GEOMETRY["qwen3_vl"])
+        ((13171, 602112), (17203, 786432))
+        """
+        square = geometry.token_side**2
+        return int(self.min_frame_tokens * square), int(self.max_frame_tokens * square)
+
+    def view(self, share: float, *, zoom_max_frames: int | None = None) -> Budget:
+        """The budget of a derived view: ``share`` of the visual tokens (at least 1).
+
+        The one factory for views cut from a question's budget: the zoom beside a global
+        context (`AgentConfig.zoom_budget`), the global context (`AgentConfig.context_budget`),
+        each window of a pooled zoom (`zoom_agent.tools.TemporalZoom.zoom_spans`) and the
+        zoom verifier's view (training).
+
+        Args:
+            share: fraction of ``visual_tokens``, in (0, 1].
+            zoom_max_frames: the view's own cap on zoomed frames (default: unchanged).
+
+        Raises:
+            ValueError: ``share`` outside (0, 1] or ``zoom_max_frames`` below 1.
+        """
+        if not 0 < share <= 1:
+            raise ValueError(f"budget share must be in (0, 1], got {share}")
+        update: dict[str, int] = {"visual_tokens": max(1, int(self.visual_tokens * share))}
+        if zoom_max_frames is not None:
+            if zoom_max_frames < 1:
+                raise ValueError(f"zoom_max_frames must be >= 1, got {zoom_max_frames}")
+            update["zoom_max_frames"] = zoom_max_frames
+        return self.model_copy(update=update)
 
 
 class AgentConfig(BaseModel):
@@ -106,6 +126,14 @@ class AgentConfig(BaseModel):
         if self.strategy != "auto":
             return self.strategy
         return "divide_and_conquer" if duration > self.long_video_seconds else "multi_step"
+
+    def zoom_budget(self) -> Budget:
+        """The budget of a zoomed view: all of it, or what the global context leaves."""
+        return self.budget.view(1 - self.context_share) if self.global_context else self.budget
+
+    def context_budget(self) -> Budget:
+        """The budget of the low-resolution global context view."""
+        return self.budget.view(self.context_share)
 
     def zoom_rounds(self) -> int:
         """Zoom rounds the graph allows: the paper's layout and ``single`` zoom once."""

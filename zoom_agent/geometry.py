@@ -12,8 +12,10 @@ launcher, the trainer and the tiny-model builder read the family set and the geo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 Family = Literal["qwen2_5_vl", "qwen3_vl"]
@@ -66,6 +68,10 @@ GEOMETRY: dict[Family, VisionGeometry] = {
     "qwen3_vl": VisionGeometry("qwen3_vl", patch_size=16),
 }
 
+# The geometry of the paper's model (Zoom-Zero trains Qwen2.5-VL-7B): the stated default of
+# what has no vision tower of its own (scripted and oracle models, tool adapters).
+PAPER_GEOMETRY = GEOMETRY["qwen2_5_vl"]
+
 # model_type values of transformers configs that belong to a family.
 _MODEL_TYPES: dict[str, Family] = {
     "qwen2_5_vl": "qwen2_5_vl",
@@ -93,3 +99,30 @@ def family_from_model_name(model: str) -> Family | None:
     if "qwen2-5-vl" in name:
         return "qwen2_5_vl"
     return None
+
+
+def detect_geometry(model: str) -> VisionGeometry:
+    """The vision geometry of a checkpoint: a local folder's ``config.json``, else its hub name.
+
+    Args:
+        model: a local model folder, or a hub id / served model name such as
+            ``Qwen/Qwen3-VL-8B-Instruct`` (then the released checkpoints' geometry).
+
+    Raises:
+        ValueError: a folder whose config is not a supported family, or a name that spells
+            no family; the message says how to name the family explicitly.
+    """
+    config = Path(model).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            return VisionGeometry.from_hf_config(json.loads(config.read_text(encoding="utf-8")))
+        except ValueError as e:
+            raise ValueError(f"{config}: {e}") from None
+    family = family_from_model_name(model)
+    if family is None:
+        raise ValueError(
+            f"cannot tell the model family of {model!r} (neither a model folder with config.json nor a "
+            f"Qwen2.5-VL / Qwen3-VL hub name); name it explicitly: family={' or '.join(map(repr, FAMILIES))} "
+            "(CLI: --family)"
+        )
+    return GEOMETRY[family]

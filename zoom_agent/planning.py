@@ -1,9 +1,9 @@
-"""The token-budget rule V_res = L_v / N (docs/METHOD.md §2): which frames of a span a view
+"""The token-budget rule V_res = L_v / N (docs/method.md §2): which frames of a span a view
 holds and at what size, decided from metadata alone (no decoding).
 
 - `smart_resize`: qwen-vl-utils' rounding of a frame size to the patch grid.
-- `plan_clip`: a time span and a `Budget` -> a `ClipRef` (frames, size, visual tokens),
-  which `zoom_agent.video.VideoSource.read_clip` materialises.
+- `plan_clip`: a time span, a `Budget` and the model's `VisionGeometry` -> a `ClipRef`
+  (frames, size, visual tokens), which `zoom_agent.video.VideoSource.read_clip` materialises.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from zoom_agent import spans
 from zoom_agent.config import Budget
+from zoom_agent.geometry import VisionGeometry
 from zoom_agent.types import ClipRef, Span, VideoInfo
 from zoom_agent.video import VideoError
 
@@ -87,9 +88,8 @@ def _source_range(info: VideoInfo, span: Span) -> tuple[int, int]:
     return first, last
 
 
-def _frame_count(distinct: int, src_fps: float, rate: float, budget: Budget, cap: int) -> int:
-    """N: frames at ``rate`` over the span, bounded, and a multiple of the temporal patch."""
-    tp = budget.temporal_patch
+def _frame_count(distinct: int, src_fps: float, rate: float, budget: Budget, cap: int, tp: int) -> int:
+    """N: frames at ``rate`` over the span, bounded, and a multiple of the temporal patch ``tp``."""
     n = max(distinct / src_fps * rate, _ceil_by(budget.min_frames, tp))  # qwen-vl-utils smart_nframes
     whole = math.floor(min(n, cap, distinct))
     return max(1, _floor_by(whole, tp) if whole >= tp else whole)
@@ -105,42 +105,49 @@ def plan_clip(
     info: VideoInfo,
     span: Span,
     budget: Budget,
+    geometry: VisionGeometry,
     *,
     fps: float | None = None,
     max_frames: int | None = None,
     role: Literal["coarse", "zoom", "context"] = "coarse",
 ) -> ClipRef:
-    """Plan a clip of ``span`` under the visual-token budget: V_res = L_v / N (METHOD.md §2).
+    """Plan a clip of ``span`` under the visual-token budget: V_res = L_v / N (docs/method.md §2).
+
+    ``p`` below is ``geometry.token_side`` (pixels per visual-token side: 28 Qwen2.5-VL,
+    32 Qwen3-VL) and ``tp`` is ``geometry.temporal_patch``: the model's, never the budget's.
 
     Rules, in order:
     1. The span is clamped to ``[0, info.duration]``. Its source frames are those whose time
        ``index / info.fps`` lies inside it. If none does (a zero-length span between two
        frames, or one at the very end), the plan holds the one frame nearest the span's middle.
     2. N = (source frames in the span) / info.fps * ``fps`` (default ``budget.fps``), raised to
-       ``budget.min_frames`` (rounded up to the temporal patch), cut to ``max_frames`` (default
+       ``budget.min_frames`` (rounded up to tp), cut to ``max_frames`` (default
        ``budget.zoom_max_frames`` for role "zoom", else ``budget.max_frames``) and to the
-       number of distinct source frames, then floored to a multiple of
-       ``budget.temporal_patch`` (as qwen-vl-utils' smart_nframes). When that bound is below
-       one temporal patch N is that bound itself (at least 1).
+       number of distinct source frames, then floored to a multiple of tp (as qwen-vl-utils'
+       smart_nframes). When that bound is below tp, N is that bound itself (at least 1).
     3. Frame indices: ``linspace(first, last, N)`` rounded (as qwen-vl-utils), so all lie
        inside the span and are distinct; N = 1 takes the middle frame. Timestamps are
        ``index / info.fps`` (for a variable-frame-rate file: the grid times, see VideoSource).
-    4. Pixels per frame: the budget's share per temporal patch, ``L_v * patch^2 / ceil(N /
-       temporal_patch)`` (= temporal_patch * L_v * patch^2 / N when N is a multiple of it),
-       clamped to [min_pixels, max_pixels], then capped at the source's native size rounded to
-       the patch grid (a zoom never upsamples beyond that rounding).
-    5. (height, width) = smart_resize(native size, factor=patch) within that area;
-       visual_tokens = ceil(N / temporal_patch) * (height / patch) * (width / patch).
+    4. Pixels per frame: the budget's share per temporal patch, ``L_v * p^2 / ceil(N / tp)``
+       (= tp * L_v * p^2 / N when N is a multiple of tp), clamped to the budget's
+       `Budget.pixel_bounds` for this geometry, then capped at the source's native size
+       rounded to the grid (a zoom never upsamples beyond that rounding).
+    5. (height, width) = smart_resize(native size, factor=p) within that area, except for
+       thin frames: where one side sits at a single token (p pixels) and smart_resize's
+       scaling, which assumes both sides shrink or grow together, would overshoot the area,
+       the long side is the most whole tokens that fit the area (never beyond its native
+       length on the grid). visual_tokens = ceil(N / tp) * (height / p) * (width / p).
 
-    So a zoomed span gets fewer frames at more pixels each under the same budget.
+    So a zoomed span gets fewer frames at no fewer pixels each under the same budget.
     visual_tokens <= L_v, except (a) when the min_pixels floor binds (many frames on a small
     budget) and (b) smart_resize's rounding up to reach min_pixels: there a frame may exceed
-    its share by at most one patch row and column.
+    its share by at most one token row and column.
 
     Args:
         info: the source's metadata (`VideoSource.info`).
         span: the time window in seconds; clamped, never rejected.
         budget: the visual-token budget and its rules.
+        geometry: the model's vision geometry (``vlm.geometry``).
         fps: sampling rate of this view (frames per second of video); default budget.fps.
         max_frames: frame cap; default by role as in rule 2.
         role: "coarse" (whole video), "zoom" (a predicted span) or "context" (low-res global view).
@@ -161,16 +168,19 @@ def plan_clip(
         raise ValueError(f"plan_clip max_frames must be >= 1, got {max_frames!r}")
     clamped = spans.clamp(span, info.duration)
     first, last = _source_range(info, clamped)
-    n = _frame_count(last - first + 1, info.fps, rate, budget, cap)
+    p, tp = geometry.token_side, geometry.temporal_patch
+    n = _frame_count(last - first + 1, info.fps, rate, budget, cap, tp)
     indices = _spread(first, last, n)
-    p, groups = budget.patch, math.ceil(n / budget.temporal_patch)
+    groups = math.ceil(n / tp)
+    min_pixels, max_pixels = budget.pixel_bounds(geometry)
     share = budget.visual_tokens * p * p / groups  # V_res = L_v / N, in pixels per frame
-    native = max(p, _round_by(info.height, p)) * max(p, _round_by(info.width, p))
-    area = int(min(min(max(share, budget.min_pixels), budget.max_pixels), native))
+    native_h, native_w = max(p, _round_by(info.height, p)), max(p, _round_by(info.width, p))
+    area = int(min(min(max(share, min_pixels), max_pixels), native_h * native_w))
     try:
-        height, width = smart_resize(info.height, info.width, p, min(budget.min_pixels, area), area)
+        height, width = smart_resize(info.height, info.width, p, min(min_pixels, area), area)
     except ValueError as e:
         raise VideoError(f"{info.path}: {e}; expected a frame aspect ratio of at most 200") from e
+    height, width = _fit_thin(height, width, area, p, native_h, native_w)
     return ClipRef(
         path=info.path,
         span=clamped,
@@ -183,3 +193,38 @@ def plan_clip(
         visual_tokens=groups * (height // p) * (width // p),
         role=role,
     )
+
+
+def _fit_thin(height: int, width: int, area: int, p: int, native_h: int, native_w: int) -> tuple[int, int]:
+    """Rule 5's exception: a frame one token thin keeps its long side within ``area``.
+
+    smart_resize scales both sides by one factor and then keeps each side at least one
+    token; for a frame thinner than one token that keeps the short side at ``p`` while the
+    long side grows by the full factor (a 1155x9 source planned at 16,725 px came out
+    1456x28 = 40,768 px, above its share and its native 1148x28), so a zoom with a larger
+    share could come out smaller than the coarse view.
+    """
+    if height * width <= area or (height > p and width > p):
+        return height, width
+    tokens = max(1, area // (p * p))  # whole tokens along the long side
+    if height == p and width > p:
+        return height, min(tokens * p, max(native_w, p))
+    if width == p and height > p:
+        return min(tokens * p, max(native_h, p)), width
+    return height, width
+
+
+def largest_clip_tokens(budget: Budget, geometry: VisionGeometry) -> int:
+    """An upper bound on the visual tokens of any one clip `plan_clip` gives under ``budget``.
+
+    Rule 4 keeps a clip within L_v unless the per-frame floor binds: then each temporal
+    patch costs about ``min_pixels`` (one token row and column more after smart_resize's
+    rounding up, for frames up to about 17:1), at most ``ceil(frames / tp)`` times, with
+    frames the larger of the coarse and zoom caps. The launcher sizes vLLM's encoder cache
+    from this (`zoom_agent.serve`): a video above the cache is refused.
+    """
+    p, tp = geometry.token_side, geometry.temporal_patch
+    min_pixels, _ = budget.pixel_bounds(geometry)
+    side = math.isqrt(math.ceil(min_pixels / (p * p))) + 2
+    frames = max(budget.max_frames, budget.zoom_max_frames)
+    return max(budget.visual_tokens, math.ceil(frames / tp) * side * side)

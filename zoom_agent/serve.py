@@ -34,12 +34,10 @@ The command (`build_vllm_command`), and why each flag:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -51,7 +49,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from zoom_agent.config import Budget, Family
+from zoom_agent.config import Budget
+from zoom_agent.geometry import GEOMETRY, Family, VisionGeometry, detect_geometry
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 DEFAULT_LIMIT_MM: dict[str, int] = {"image": 0, "video": 16}
@@ -72,40 +71,22 @@ class ServeError(RuntimeError):
     """vLLM could not be started, did not become healthy, or failed."""
 
 
-def detect_family(model: str) -> Family:
-    """The Qwen-VL family of a model: ``model_type`` of a local folder, else the hub name.
-
-    Raises:
-        ValueError: neither says Qwen2.5-VL or Qwen3-VL (pass ``family`` explicitly).
-    """
-    config = Path(model).expanduser() / "config.json"
-    if config.is_file():
-        kind = json.loads(config.read_text()).get("model_type")
-        if kind in ("qwen2_5_vl", "qwen3_vl"):
-            return kind  # type: ignore[no-any-return]
-        raise ValueError(f"{config}: model_type {kind!r} is not qwen2_5_vl or qwen3_vl")
-    name = model.lower().replace("_", "-").replace(".", "-")
-    if "qwen3-vl" in name:
-        return "qwen3_vl"
-    if "qwen2-5-vl" in name:
-        return "qwen2_5_vl"
-    raise ValueError(f"cannot tell the model family of {model!r}; pass family='qwen2_5_vl' or 'qwen3_vl'")
-
-
-def processor_kwargs(family: Family, budget: Budget) -> dict[str, Any]:
+def processor_kwargs(geometry: VisionGeometry, budget: Budget) -> dict[str, Any]:
     """Server-wide processor kwargs that keep `plan_clip`'s frame sizes under ``budget``.
 
-    Frames arrive resized to multiples of the patch; the processor leaves such a frame as
-    it is when its size lies within ``size``. Qwen2.5-VL bounds pixels per frame (one patch
-    up to ``budget.max_pixels``); Qwen3-VL bounds frames x pixels per video (one patch of
-    two frames up to the most a clip may cost: the budget, or the per-frame floor of
-    ``min_pixels`` at ``max_frames``, with one patch row and column of rounding).
+    Frames arrive resized to multiples of the token side p (``geometry.token_side``); the
+    processor leaves such a frame as it is when its size lies within ``size``. Qwen2.5-VL
+    bounds pixels per frame (one token up to the budget's max pixels); Qwen3-VL bounds
+    frames x pixels per video (one token of a temporal patch of frames up to the most a
+    clip may cost: the budget, or the per-frame floor of min pixels at ``max_frames``, with
+    one token row and column of rounding).
     """
-    p, tp = budget.patch, budget.temporal_patch
-    if family == "qwen2_5_vl":
-        size = {"shortest_edge": p * p, "longest_edge": budget.max_pixels}
+    p, tp = geometry.token_side, geometry.temporal_patch
+    min_pixels, max_pixels = budget.pixel_bounds(geometry)
+    if geometry.family == "qwen2_5_vl":
+        size = {"shortest_edge": p * p, "longest_edge": max_pixels}
     else:
-        side = math.isqrt(math.ceil(budget.min_pixels / (p * p))) + 2
+        side = math.isqrt(math.ceil(min_pixels / (p * p))) + 2
         tokens = max(budget.visual_tokens, math.ceil(budget.max_frames / tp) * side * side)
         size = {"shortest_edge": tp * p * p, "longest_edge": tp * p * p * tokens}
     return {"size": size, "cap_pixels_per_frame": False}
@@ -137,8 +118,9 @@ def build_vllm_command(
         max_model_len: context length (the checkpoint's own when None).
         limit_mm_per_prompt: most images / videos in one request.
         chat_template: a template file, for checkpoints whose own template does not fit.
-        family: model family; detected from the model when None.
-        budget: the largest budget clients use (default: the family's, with 16384 tokens).
+        family: model family; detected from the model when None (a folder's config.json,
+            else the hub name; an unknown one is an error naming this argument).
+        budget: the largest budget clients use (default: 16384 tokens).
         served_model_name: the name clients send (the model path/id when None).
         python: the interpreter of vLLM's environment.
         extra: more vLLM flags, appended as they are.
@@ -156,8 +138,8 @@ def build_vllm_command(
     if not root.is_dir():
         raise ValueError(f"video root {root} is not a folder; expected the folder holding the videos")
     _check_numbers(port, data_parallel, max_model_len, limit_mm_per_prompt)
-    fam = family or detect_family(model)
-    plan = budget or Budget.for_family(fam, visual_tokens=SERVE_VISUAL_TOKENS)
+    geometry = GEOMETRY[family] if family else detect_geometry(str(model))
+    plan = budget or Budget(visual_tokens=SERVE_VISUAL_TOKENS)
     owned = [e for e in extra if e.split("=", 1)[0] in _OWNED_FLAGS]
     if owned:
         raise ValueError(f"extra vLLM flags {owned} would override flags zoom-agent serve sets; use its options")
@@ -165,7 +147,7 @@ def build_vllm_command(
     cmd += ["--allowed-local-media-path", str(root)]
     cmd += ["--limit-mm-per-prompt", json.dumps(dict(limit_mm_per_prompt), separators=(",", ":"))]
     cmd += ["--media-io-kwargs", json.dumps({"video": {"num_frames": -1}}, separators=(",", ":"))]
-    cmd += ["--mm-processor-kwargs", json.dumps(processor_kwargs(fam, plan), separators=(",", ":"))]
+    cmd += ["--mm-processor-kwargs", json.dumps(processor_kwargs(geometry, plan), separators=(",", ":"))]
     if data_parallel > 1:
         cmd += ["--data-parallel-size", str(data_parallel)]
     if max_model_len is not None:
@@ -344,58 +326,3 @@ def serve(
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-# --------------------------------------------------------------------------- the CLI
-
-
-def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to the ``zoom-agent`` command's subparsers; returns its parser."""
-    p = subparsers.add_parser("serve", help="start vLLM for a Qwen-VL model (OpenAI-compatible server)")
-    p.add_argument("model", help="hub id or local folder of a Qwen2.5-VL / Qwen3-VL checkpoint")
-    p.add_argument("--video-root", type=Path, required=True, help="the only folder requests may read")
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-parallel", type=int, default=1, help="replicas, one per GPU")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length, e.g. 32768")
-    p.add_argument("--max-videos", type=int, default=DEFAULT_LIMIT_MM["video"], help="videos per request")
-    p.add_argument("--max-images", type=int, default=DEFAULT_LIMIT_MM["image"], help="images per request")
-    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default=None, help="default: detected")
-    p.add_argument("--visual-tokens", type=int, default=SERVE_VISUAL_TOKENS, help="largest client budget L_v")
-    p.add_argument("--chat-template", type=Path, default=None)
-    p.add_argument("--served-model-name", default=None)
-    p.add_argument("--python", default=sys.executable, help="interpreter of the vLLM environment")
-    p.add_argument("--vllm-args", default="", help='more vLLM flags, e.g. --vllm-args="--enforce-eager"')
-    p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for /health")
-    p.add_argument("--dry-run", action="store_true", help="print the command and exit")
-    p.set_defaults(run=_run)
-    return p
-
-
-def _run(args: argparse.Namespace) -> int:
-    family = args.family or detect_family(args.model)
-    budget = Budget.for_family(family, visual_tokens=args.visual_tokens)
-    cmd = build_vllm_command(
-        args.model,
-        video_root=args.video_root,
-        host=args.host,
-        port=args.port,
-        data_parallel=args.data_parallel,
-        max_model_len=args.max_model_len,
-        limit_mm_per_prompt={"image": args.max_images, "video": args.max_videos},
-        chat_template=args.chat_template,
-        family=family,
-        budget=budget,
-        served_model_name=args.served_model_name,
-        python=args.python,
-        extra=shlex.split(args.vllm_args),
-    )
-    if args.dry_run:
-        print(shlex.join(cmd))
-        return 0
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: set VLLM_API_KEY to require a key", file=sys.stderr)
-    try:
-        return serve(cmd, host=args.host, port=args.port, startup_timeout=args.startup_timeout)
-    except ServeError as e:
-        raise ValueError(str(e)) from e  # the CLI prints one line for user-facing errors

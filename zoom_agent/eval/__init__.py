@@ -6,7 +6,7 @@
     summary = await run_eval(agent, task.questions(), "runs/synth", concurrency=16)
     write_report("runs/synth", task, task.questions(), read_results("runs/synth"), model_label="my-model")
 
-The ``zoom-agent eval`` command lives in `zoom_agent.eval.cli`.
+The ``zoom-agent eval`` command lives in `zoom_agent.cli.eval`.
 """
 
 from zoom_agent.eval.report import write_report

@@ -270,7 +270,7 @@ def _synthetic(a: dict[str, Any]) -> Task:
     from zoom_agent.datasets.synthetic import make_synthetic_task
 
     root = Path(_need(a, "video_root", "synthetic", "the folder its videos are written to (or reused from)"))
-    num_videos, seed = int(a.get("num_videos") or 8), int(a.get("seed") or 0)
+    num_videos, seed = int(a.get("num_videos") or SYNTHETIC_VIDEOS), int(a.get("seed") or 0)
     args = {"video_root": str(root), "num_videos": num_videos, "seed": seed}
     return Task("synthetic", "grounded_qa", lambda: make_synthetic_task(root, num_videos=num_videos, seed=seed), args)
 
@@ -335,6 +335,8 @@ TASKS: dict[str, Callable[[dict[str, Any]], Task]] = {
     "mlvu": _multiple_choice("mlvu"),
     "lvbench": _multiple_choice("lvbench"),
 }
+SYNTHETIC_VIDEOS = 8  # ours: videos of the synthetic task unless told (about 13 questions each)
+
 TASK_ARGS = frozenset(
     {
         "ann",

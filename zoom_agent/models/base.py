@@ -1,4 +1,4 @@
-"""The one protocol every model backend implements (DESIGN.md §3).
+"""The one protocol every model backend implements (docs/architecture.md).
 
 A request is a conversation of turns. A turn's ``content`` is an ordered tuple of parts:
 plain text, or a `ClipRef` (a clip of frames, materialised by the backend at call time
@@ -12,6 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zoom_agent.geometry import Family, VisionGeometry
 from zoom_agent.types import ClipRef
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -75,7 +76,22 @@ class VLMResponse(_Frozen):
 
 @runtime_checkable
 class VLM(Protocol):
-    """A video-language model: one async call from a conversation to completions."""
+    """A video-language model: one async call from a conversation to completions.
+
+    The model owns its vision geometry: every view of a question is planned with
+    ``geometry`` (`zoom_agent.planning.plan_clip`), so the frames sent are the frames the
+    model's vision tower tokenises as planned.
+    """
+
+    @property
+    def family(self) -> Family:
+        """The model family (``geometry.family``)."""
+        ...
+
+    @property
+    def geometry(self) -> VisionGeometry:
+        """How the model's vision tower turns pixels into tokens."""
+        ...
 
     async def generate(self, request: VLMRequest) -> VLMResponse: ...
 

@@ -5,9 +5,7 @@ The tiny offline models carry them, and the vLLM launcher can pass them with ``-
 
 from __future__ import annotations
 
-from typing import Literal
-
-Family = Literal["qwen2_5_vl", "qwen3_vl"]
+from zoom_agent.geometry import Family
 
 # Qwen2.5-VL's chat template, verbatim (Qwen/Qwen2.5-VL-*-Instruct, Apache-2.0).
 QWEN2_5_VL_CHAT_TEMPLATE = (

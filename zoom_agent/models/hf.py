@@ -1,4 +1,4 @@
-"""The transformers backend: Qwen2.5-VL and Qwen3-VL on CPU or GPU (DESIGN.md §3).
+"""The transformers backend: Qwen2.5-VL and Qwen3-VL on CPU or GPU (docs/architecture.md).
 
 Named ``hf.py`` so it never shadows the ``transformers`` package. Only the heavy path
 imports this module (``zoom_agent.models`` loads it lazily), so torch is imported here at
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from zoom_agent.config import Family
+from zoom_agent.geometry import Family, VisionGeometry
 from zoom_agent.models.base import Completion, ModelError, Sampling, VLMRequest, VLMResponse
 from zoom_agent.models.hf_render import (
     chat_messages,
@@ -44,8 +44,6 @@ from zoom_agent.types import ClipRef
 
 if TYPE_CHECKING:
     from transformers import BatchFeature, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
-
-SUPPORTED_FAMILIES: tuple[Family, ...] = ("qwen2_5_vl", "qwen3_vl")
 
 
 class TransformersVLM:
@@ -83,7 +81,7 @@ class TransformersVLM:
         self.model, self.name = _load_model(path_or_model, device, dtype)
         self.processor = processor if processor is not None else _load_processor(self.model, self.name)
         self.tokenizer: PreTrainedTokenizerBase = self.processor.tokenizer
-        self.family: Family = _family_of(self.model)
+        self.geometry: VisionGeometry = VisionGeometry.from_hf_config(self.model.config)
         self.max_batch = max_batch
         self._lock = threading.Lock()  # a thread lock works across event loops; asyncio.Lock does not
         gen = self.model.generation_config
@@ -93,6 +91,10 @@ class TransformersVLM:
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
 
     @property
+    @property
+    def family(self) -> Family:
+        return self.geometry.family
+
     def device(self) -> torch.device:
         return self.model.device
 
@@ -172,17 +174,16 @@ class TransformersVLM:
 
     def _video_kwargs(self, clips: Sequence[ClipRef]) -> dict[str, Any]:
         vp = self.processor.video_processor
-        temporal = int(vp.temporal_patch_size)
         videos, metadata = [], []
         for ref in clips:
-            frames, indices = pad_frames(read_clip_frames(ref), list(ref.frame_indices), temporal)
+            frames, indices = pad_frames(read_clip_frames(ref), list(ref.frame_indices), self.geometry.temporal_patch)
             videos.append(frames)
             metadata.append(clip_metadata(ref, self.family, len(frames), indices))
         kwargs: dict[str, Any] = {
             "videos": videos,
             "video_metadata": metadata,
             "do_sample_frames": False,  # frames are pre-sampled by plan_clip
-            "size": processor_size_bounds(videos, self.family, int(vp.patch_size * vp.merge_size), temporal),
+            "size": processor_size_bounds(videos, self.geometry),
         }
         if hasattr(vp, "cap_pixels_per_frame"):
             kwargs["cap_pixels_per_frame"] = False  # the budget is already spent by plan_clip
@@ -414,10 +415,3 @@ def _load_processor(model: PreTrainedModel, name: str) -> ProcessorMixin:
     if not source or not Path(source).is_dir():
         raise ValueError(f"no processor given and model.name_or_path {source!r} is not a model directory")
     return AutoProcessor.from_pretrained(source)
-
-
-def _family_of(model: PreTrainedModel) -> Family:
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in SUPPORTED_FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; expected one of {SUPPORTED_FAMILIES}")
-    return model_type  # type: ignore[return-value]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from zoom_agent.config import Family
+from zoom_agent.geometry import Family, VisionGeometry
 from zoom_agent.models.base import Turn
 from zoom_agent.types import ClipRef
 
@@ -104,16 +104,17 @@ def clip_metadata(ref: ClipRef, family: Family, num_frames: int, indices: Sequen
     )
 
 
-def processor_size_bounds(videos: Sequence[np.ndarray], family: Family, factor: int, temporal: int) -> dict[str, int]:
+def processor_size_bounds(videos: Sequence[np.ndarray], geometry: VisionGeometry) -> dict[str, int]:
     """``size`` bounds that make the processor keep each clip's planned frame size.
 
     Qwen2.5-VL bounds pixels per frame; Qwen3-VL (without the per-frame cap) bounds pixels
     per video (frames rounded to the temporal patch x height x width). Bracketing exactly
     the clips' own values leaves every clip as it is.
     """
+    factor, temporal = geometry.token_side, geometry.temporal_patch
     costs = []
     for v in videos:
         n, h, w = v.shape[0], v.shape[1], v.shape[2]
         pixels = max(factor, round(h / factor) * factor) * max(factor, round(w / factor) * factor)
-        costs.append(pixels * (round(n / temporal) * temporal if family == "qwen3_vl" else 1))
+        costs.append(pixels * (round(n / temporal) * temporal if geometry.family == "qwen3_vl" else 1))
     return {"shortest_edge": min(costs), "longest_edge": max(costs)}

@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterable
 
 from zoom_agent import protocol
+from zoom_agent.geometry import PAPER_GEOMETRY, Family, VisionGeometry
 from zoom_agent.models.base import Completion, VLMRequest, VLMResponse
 from zoom_agent.types import Question, Span
 
@@ -30,17 +31,32 @@ class OracleVLM:
         noise: 0 = always right; 1 = wrong option every time and spans fully shifted.
         seed: makes the noise reproducible per question.
         zoom: call the zoom tool first (True) or answer at once.
+        geometry: the vision geometry views are planned with (default
+            `zoom_agent.geometry.PAPER_GEOMETRY`, Qwen2.5-VL's).
     """
 
     label = PIPELINE_CHECK_LABEL
 
-    def __init__(self, questions: Iterable[Question], *, noise: float = 0.0, seed: int = 0, zoom: bool = True):
+    def __init__(
+        self,
+        questions: Iterable[Question],
+        *,
+        noise: float = 0.0,
+        seed: int = 0,
+        zoom: bool = True,
+        geometry: VisionGeometry = PAPER_GEOMETRY,
+    ):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"oracle noise must be in [0, 1], got {noise}")
         self.noise, self.seed, self.zoom = noise, seed, zoom
+        self.geometry = geometry
         self._by_video: dict[str, list[Question]] = {}
         for q in questions:  # indexed by video: a lookup scans only that video's questions
             self._by_video.setdefault(q.video, []).append(q)
+
+    @property
+    def family(self) -> Family:
+        return self.geometry.family
 
     async def generate(self, request: VLMRequest) -> VLMResponse:
         question = self._which(request)

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
+from zoom_agent.geometry import PAPER_GEOMETRY, Family, VisionGeometry
 from zoom_agent.models.base import Completion, ModelError, VLMRequest, VLMResponse
 
 Reply = str | Completion
@@ -24,16 +25,30 @@ class ScriptedVLM:
             ``request -> reply`` (sync or async). A reply is text or a full `Completion`.
         latency: seconds to sleep per call (to simulate a served model).
         name: reported as the response's model name.
+        geometry: the vision geometry views are planned with (default
+            `zoom_agent.geometry.PAPER_GEOMETRY`, Qwen2.5-VL's).
 
     The ``requests`` list records every request, so tests can assert what the model saw.
     """
 
-    def __init__(self, script: Script, *, latency: float = 0.0, name: str = "scripted") -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        latency: float = 0.0,
+        name: str = "scripted",
+        geometry: VisionGeometry = PAPER_GEOMETRY,
+    ) -> None:
+        self.geometry = geometry
         self._fn = script if callable(script) else None
         self._queue = [] if callable(script) else list(script)
         self.latency = latency
         self.name = name
         self.requests: list[VLMRequest] = []
+
+    @property
+    def family(self) -> Family:
+        return self.geometry.family
 
     async def generate(self, request: VLMRequest) -> VLMResponse:
         self.requests.append(request)

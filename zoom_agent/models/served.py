@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from zoom_agent.geometry import GEOMETRY, Family, VisionGeometry, detect_geometry, family_of
 from zoom_agent.models.base import ModelError, VLMRequest, VLMResponse
 from zoom_agent.models.chat_format import (
     EncodedClip,
@@ -143,6 +144,8 @@ class OpenAIVLM:
         endpoints: base URL(s), e.g. ``"http://127.0.0.1:8000/v1"`` (``/v1`` is added to
             a URL without a path).
         model: the served model name; None asks each endpoint's ``/v1/models`` once.
+        family: the served model's family (its released geometry), when the ``model`` name
+            does not spell it; `load_model` detects it from the server's model list.
         api_key_env: the environment variable holding the API key (read once, here);
             unset means no key (vLLM without ``--api-key``).
         concurrency: requests in flight at once over all endpoints.
@@ -169,6 +172,7 @@ class OpenAIVLM:
         endpoints: str | Sequence[str],
         *,
         model: str | None = None,
+        family: Family | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 16,
         timeout: float = 120.0,
@@ -184,6 +188,7 @@ class OpenAIVLM:
         self.endpoints: tuple[str, ...] = tuple(dict.fromkeys(normalize_endpoint(u) for u in urls))
         _check_settings(concurrency, timeout, max_retries, backoff, video_mode, jpeg_quality)
         self.model = model
+        self._family = None if family is None else family_of(family, source="OpenAIVLM family")
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
         self.concurrency, self.timeout, self.max_retries = concurrency, float(timeout), max_retries
@@ -202,6 +207,26 @@ class OpenAIVLM:
         )
 
     # -- the VLM protocol -------------------------------------------------------------
+    @property
+    def geometry(self) -> VisionGeometry:
+        """The served model's geometry: from ``family``, else from the ``model`` name.
+
+        Raises:
+            ValueError: neither names a supported family; the message says how to name it.
+        """
+        if self._family is not None:
+            return GEOMETRY[self._family]
+        if self.model is None:
+            raise ValueError(
+                f"the family of the model served at {self.endpoints[0]} is unknown: pass "
+                "family='qwen2_5_vl' or 'qwen3_vl' (CLI: --family), or a model= name that spells it"
+            )
+        return detect_geometry(self.model)
+
+    @property
+    def family(self) -> Family:
+        return self.geometry.family
+
     async def generate(self, request: VLMRequest) -> VLMResponse:
         """Send one conversation; retry transient failures; parse text, ids and logprobs.
 
@@ -398,3 +423,34 @@ def _check_settings(
         raise ValueError(f"video_mode must be 'frames' or 'images', got {mode!r}")
     if not 1 <= quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {quality}")
+
+
+def served_family(endpoint: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 10.0) -> Family | None:
+    """The family of the model an OpenAI-compatible server serves, from its ``/models`` list.
+
+    Each listed model's ``id`` (the served name) and ``root`` (vLLM: the checkpoint it
+    loaded, a hub id or a folder) is read with `zoom_agent.geometry.detect_geometry`.
+
+    Returns:
+        The family, or None when the server cannot be asked or names no supported family.
+    """
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{normalize_endpoint(endpoint)}/models")
+    key = os.environ.get(api_key_env)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            listed = json.loads(resp.read()).get("data") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    for entry in listed if isinstance(listed, list) else []:
+        for name in (entry.get("id"), entry.get("root")) if isinstance(entry, dict) else ():
+            if isinstance(name, str) and name:
+                try:
+                    return detect_geometry(name).family
+                except ValueError:
+                    continue
+    return None

@@ -24,15 +24,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from zoom_agent.geometry import FAMILIES, GEOMETRY, Family
 from zoom_agent.models.chat_templates import CHAT_TEMPLATES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
 
-TinyFamily = Literal["qwen2_5_vl", "qwen3_vl"]
-FAMILIES: tuple[TinyFamily, ...] = ("qwen2_5_vl", "qwen3_vl")
 MARKER_FILE = "zoom_agent_tiny.json"
 BUILD_VERSION = 1  # bump when the layout of a built directory changes
 
@@ -76,16 +75,14 @@ PROJECT_TAGS: tuple[str, ...] = ("<time>", "</time>", "<answer>", "</answer>", "
 # video_preprocessor_config.json of Qwen2.5-VL-7B-Instruct and Qwen3-VL-8B-Instruct).
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_PROCESSOR_SETTINGS: dict[TinyFamily, dict[str, Any]] = {
+_PROCESSOR_SETTINGS: dict[Family, dict[str, Any]] = {
     "qwen2_5_vl": {
-        "patch_size": 14,
         "mean": _CLIP_MEAN,
         "std": _CLIP_STD,
         "image_size": {"shortest_edge": 3136, "longest_edge": 12845056},
         "video_size": {"shortest_edge": 3136, "longest_edge": 12845056},
     },
     "qwen3_vl": {
-        "patch_size": 16,
         "mean": (0.5, 0.5, 0.5),
         "std": (0.5, 0.5, 0.5),
         "image_size": {"shortest_edge": 65536, "longest_edge": 16777216},
@@ -247,7 +244,7 @@ def token_id(tok: PreTrainedTokenizerBase, token: str) -> int:
     return value
 
 
-def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
+def _model_config(family: Family, tok: PreTrainedTokenizerBase) -> Any:
     from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
 
     ids = _token_ids(tok)
@@ -267,8 +264,9 @@ def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
         "hidden_size": 32,
         "intermediate_size": 64,
         "num_heads": 1,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
+        "patch_size": GEOMETRY[family].patch_size,  # the released checkpoints' geometry
+        "spatial_merge_size": GEOMETRY[family].merge_size,
+        "temporal_patch_size": GEOMETRY[family].temporal_patch,
         "out_hidden_size": 64,
     }
     special: dict[str, Any] = {
@@ -281,7 +279,7 @@ def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
         # head_dim 64 / 2 = 32; M-RoPE sections (t, h, w) sum to head_dim / 2.
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]}
         text.update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
-        vision.update(patch_size=14, window_size=112, fullatt_block_indexes=[1], tokens_per_second=2)
+        vision.update(window_size=112, fullatt_block_indexes=[1], tokens_per_second=2)
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
     text["head_dim"] = 32
     text["rope_parameters"] = {
@@ -291,7 +289,6 @@ def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
         "mrope_interleaved": True,
     }
     vision.update(
-        patch_size=16,
         hidden_act="gelu_pytorch_tanh",
         num_position_embeddings=256,  # a perfect square (16 x 16 learned grid)
         deepstack_visual_indexes=[0],
@@ -299,7 +296,7 @@ def _model_config(family: TinyFamily, tok: PreTrainedTokenizerBase) -> Any:
     return Qwen3VLConfig(text_config=text, vision_config=vision, **special)
 
 
-def _random_model(family: TinyFamily, tok: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+def _random_model(family: Family, tok: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
     import torch
     from transformers import (
         GenerationConfig,
@@ -321,7 +318,7 @@ def _random_model(family: TinyFamily, tok: PreTrainedTokenizerBase, seed: int) -
     return model.eval()
 
 
-def _processor(family: TinyFamily, tok: PreTrainedTokenizerBase) -> ProcessorMixin:
+def _processor(family: Family, tok: PreTrainedTokenizerBase) -> ProcessorMixin:
     from transformers import (
         Qwen2_5_VLProcessor,
         Qwen2VLImageProcessor,
@@ -330,11 +327,11 @@ def _processor(family: TinyFamily, tok: PreTrainedTokenizerBase) -> ProcessorMix
         Qwen3VLVideoProcessor,
     )
 
-    s = _PROCESSOR_SETTINGS[family]
+    s, geometry = _PROCESSOR_SETTINGS[family], GEOMETRY[family]
     common: dict[str, Any] = {
-        "patch_size": s["patch_size"],
-        "temporal_patch_size": 2,
-        "merge_size": 2,
+        "patch_size": geometry.patch_size,
+        "temporal_patch_size": geometry.temporal_patch,
+        "merge_size": geometry.merge_size,
         "image_mean": list(s["mean"]),
         "image_std": list(s["std"]),
     }
@@ -352,7 +349,7 @@ def _processor(family: TinyFamily, tok: PreTrainedTokenizerBase) -> ProcessorMix
 
 def build_tiny_model(
     out_dir: str | os.PathLike[str],
-    family: TinyFamily = "qwen2_5_vl",
+    family: Family = "qwen2_5_vl",
     *,
     seed: int = 0,
     overwrite: bool = False,
@@ -398,7 +395,7 @@ def build_tiny_model(
     return out
 
 
-def _write_model(tmp: Path, family: TinyFamily, seed: int) -> None:
+def _write_model(tmp: Path, family: Family, seed: int) -> None:
     tok = build_tiny_tokenizer()
     model = _random_model(family, tok, seed)
     with quiet_progress_bars():

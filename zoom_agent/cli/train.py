@@ -1,7 +1,7 @@
-"""``zoom-agent train RECIPE_OR_YAML [--override key=value ...]``.
+"""``zoom-agent train RECIPE_OR_YAML [--override key=value ...]``: GRPO training from a recipe.
 
-`zoom_agent.cli` registers it with ``add_train_parser(subparsers)``. The heavy modules
-(torch, transformers) load only when the command runs.
+The heavy modules (torch, transformers) load only when the command runs. Several
+processes: ``torchrun --nproc_per_node N -m zoom_agent.cli train ...``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ import argparse
 from typing import Any
 
 
-def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``train`` command on an argparse sub-parser collection.
-
-    Args:
-        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
-
-    Returns:
-        The ``train`` parser (its ``run`` default runs the training).
-    """
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``zoom-agent`` sub-commands."""
     from zoom_agent.training.config import available_recipes
 
     names = ", ".join(sorted(available_recipes()))
@@ -26,9 +19,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train",
         help="GRPO training of the zoom policy from a recipe",
         description=(
-            "Train the zoom policy with GRPO and token-selective credit. Metrics go to "
-            "OUTPUT_DIR/metrics.jsonl, checkpoints to OUTPUT_DIR/checkpoints (a rerun resumes). "
-            "Several processes: torchrun --nproc_per_node N -m zoom_agent.cli train ..."
+            "Train the zoom policy with GRPO and token-selective credit; metrics go to "
+            "OUTPUT_DIR/metrics.jsonl, checkpoints to OUTPUT_DIR/checkpoints, and a rerun resumes."
         ),
     )
     train.add_argument("recipe", help=f"a shipped recipe ({names}) or a YAML file")
@@ -38,14 +30,14 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a field, dotted for nesting (e.g. output_dir=runs/a optim.lr=1e-5); repeatable",
+        help="set a recipe field, dotted for nesting (e.g. output_dir=runs/a optim.lr=1e-5); repeatable",
     )
-    train.set_defaults(run=run_train)
+    train.set_defaults(run=run)
     return train
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Load the recipe, train, print where the results are; returns the exit code."""
+def run(args: argparse.Namespace) -> int:
+    """Load the recipe, train, print where the results are; returns the exit status."""
     from zoom_agent.training.config import load_recipe
     from zoom_agent.training.loop.metrics import METRICS_FILE
     from zoom_agent.training.loop.trainer import Trainer

@@ -1,20 +1,10 @@
 """``zoom-agent eval``: run a task, resume it, shard it, merge shards, write the report.
 
-The task is a nested subcommand, so one parser serves both forms::
-
-    zoom-agent eval synthetic --model oracle:0.2 --out runs/synth
-    zoom-agent eval nextgqa --ann data/nextgqa --video-root /videos --model ./ckpt --out runs/ngqa \\
-        --split val --concurrency 16 --shard 0/4
-    zoom-agent eval merge runs/ngqa runs/ngqa-0 runs/ngqa-1 runs/ngqa-2 runs/ngqa-3
-
 ``--model oracle[:NOISE]`` answers from the ground truth (a pipeline check, labelled so in
-the report); any other spec (a model folder, a server URL) goes to `load_model`. Rerunning the same
-command resumes. ``eval merge OUT SHARD_DIR...`` merges shard folders of one run (they
-must share task, model and agent config, recorded in each ``run.json``) and writes the
-report over the whole selection; questions of a shard that never ran count as missing.
-
-The agent options (dialect, budget, zoom rounds) belong to the top-level command, which
-sits a floor above this module: it passes its option builder and config factory in.
+the report); any other spec (a model folder, a server URL) goes to `load_model`. Rerunning
+the same command resumes. ``eval merge OUT SHARD_DIR...`` merges shard folders of one run
+(they must share task, model and agent config, recorded in each ``run.json``) and writes
+the report over the whole selection; questions of a shard that never ran count as missing.
 """
 
 from __future__ import annotations
@@ -23,21 +13,24 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.config import AgentConfig
+from zoom_agent.cli.options import ExamplesHelp, add_agent_options, agent_config, command_usage, parameter_default
 from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.eval.results import merge_results, read_results
 from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
-from zoom_agent.eval.tasks import TASK_ARGS, TASKS, Task, get_task
+from zoom_agent.eval.tasks import SYNTHETIC_VIDEOS, TASK_ARGS, TASKS, Task, get_task
+from zoom_agent.geometry import Family
 from zoom_agent.types import Question
 
-__all__ = ["add_eval_parser", "parse_shard"]
+__all__ = ["parse_shard", "register"]
 
-AgentOptions = Callable[[argparse.ArgumentParser], None]
-AgentConfigFactory = Callable[[argparse.Namespace, str], AgentConfig]
+_EXAMPLES = """examples:
+  zoom-agent eval synthetic --model oracle:0.2 --out runs/synth
+  zoom-agent eval nextgqa --ann data/nextgqa --video-root /videos --model ./ckpt --out runs/ngqa --shard 0/4
+  zoom-agent eval merge runs/ngqa runs/ngqa-0 runs/ngqa-1 runs/ngqa-2 runs/ngqa-3
+"""
 
 _TASK_HELP = {
     "synthetic": "synthetic videos with known events (written to OUT/videos or --video-root)",
@@ -62,44 +55,34 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def add_eval_parser(
-    subparsers: Any, *, agent_options: AgentOptions, agent_config: AgentConfigFactory
-) -> argparse.ArgumentParser:
-    """Register ``eval`` (one subcommand per task, plus ``merge``) on a subparsers object.
-
-    Args:
-        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
-        agent_options: adds the agent options (``--dialect``, ``--visual-tokens``, ...).
-        agent_config: builds the `AgentConfig` from parsed args and a model family.
-
-    Returns:
-        The ``eval`` parser. Each leaf sets ``args.run(args) -> int``.
-    """
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eval`` (one sub-command per task, plus ``merge``) to the ``zoom-agent`` sub-commands."""
     ev = subparsers.add_parser(
         "eval",
         help="evaluate on a benchmark (resumable, shardable)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate the zoom agent on a benchmark task; rerun the same command to resume.",
+        epilog=_EXAMPLES,
+        formatter_class=ExamplesHelp,
     )
-    ev.set_defaults(run=lambda _args: _usage(ev))
     tasks = ev.add_subparsers(dest="eval_command", metavar="{TASK,merge}")
+    ev.set_defaults(run=command_usage(ev, f"{', '.join(TASKS)}, merge"))
     common = argparse.ArgumentParser(add_help=False)
     _run_options(common)
-    agent_options(common)
+    add_agent_options(common)
     for name in TASKS:
-        p = tasks.add_parser(name, parents=[common], help=_TASK_HELP[name])
+        about = f"Evaluate the zoom agent on the {name} task: {_TASK_HELP[name]}."
+        p = tasks.add_parser(name, parents=[common], help=_TASK_HELP[name], description=about)
         _task_options(p, name)
-        p.set_defaults(run=lambda args: _run(args, agent_config))
-    merge = tasks.add_parser("merge", help="merge shard folders of one run and write its report")
+        p.set_defaults(run=_run)
+    merge = tasks.add_parser(
+        "merge",
+        help="merge shard folders of one run and write its report",
+        description="Merge the shard folders of one run and write the report over all of them.",
+    )
     merge.add_argument("out", type=Path, help="the merged folder")
     merge.add_argument("shards", type=Path, nargs="+", help="the shard folders")
     merge.set_defaults(run=_merge)
     return ev
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -109,29 +92,40 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="oracle[:NOISE] (a pipeline check), a local model directory, or an http(s):// server URL",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder: results.jsonl, report; rerun to resume")
-    p.add_argument("--concurrency", type=int, default=8, help="questions in flight")
-    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    p.add_argument("--shard", type=parse_shard, default=None, help="K/N: questions i with i %% N == K")
+    p.add_argument(
+        "--concurrency", type=int, default=parameter_default(run_eval, "concurrency"), help="questions in flight"
+    )
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions (default: all)")
+    p.add_argument(
+        "--shard", type=parse_shard, default=None, help="K/N: questions i with i %% N == K (default: all questions)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic task and the oracle's noise")
 
 
 def _task_options(p: argparse.ArgumentParser, name: str) -> None:
     needs_ann = name != "synthetic"
-    p.add_argument("--video-root", type=Path, default=None, required=needs_ann, help="folder the videos live under")
+    where = "" if needs_ann else " (default: OUT/videos)"
+    p.add_argument(
+        "--video-root", type=Path, default=None, required=needs_ann, help=f"folder the videos live under{where}"
+    )
     if needs_ann:
         p.add_argument("--ann", type=Path, required=True, help="annotation file (nextgqa: folder)")
     if name in ("nextgqa", "rextime", "charades"):
-        p.add_argument("--video-pattern", default=None, help="relative video path pattern, e.g. '{vid}.mp4'")
+        p.add_argument(
+            "--video-pattern", default=None, help="relative video path pattern, e.g. '{vid}.mp4' (default: the task's)"
+        )
     if name == "nextgqa":
-        p.add_argument("--split", choices=["val", "test"], default="val")
-        p.add_argument("--id-map", type=Path, default=None, help="map_vid_vidorID.json")
+        p.add_argument("--split", choices=["val", "test"], default="val", help="annotation split")
+        p.add_argument("--id-map", type=Path, default=None, help="map_vid_vidorID.json (default: none)")
     if name == "rextime":
-        p.add_argument("--options", type=Path, default=None, help="options file (enables Acc)")
+        p.add_argument("--options", type=Path, default=None, help="options file, enables Acc (default: none)")
     if name == "charades":
         p.add_argument("--durations", type=Path, required=True, help="CSV or JSON of video durations")
     if name == "synthetic":
-        p.add_argument("--num-videos", type=int, default=8, help="synthetic videos (about 13 questions each)")
+        p.add_argument(
+            "--num-videos", type=int, default=SYNTHETIC_VIDEOS, help="synthetic videos (about 13 questions each)"
+        )
 
 
 def _task_from_args(args: argparse.Namespace) -> Task:
@@ -143,7 +137,7 @@ def _task_from_args(args: argparse.Namespace) -> Task:
     return get_task(name, **{k: str(v) if isinstance(v, Path) else v for k, v in paths.items()})
 
 
-def _model(spec: str, questions: list[Question], seed: int) -> tuple[Any, str, str | None]:
+def _model(spec: str, questions: list[Question], seed: int, family: Family | None) -> tuple[Any, str, str | None]:
     """``(model, label, pipeline-check label or None)`` for a ``--model`` spec."""
     if spec == "oracle" or spec.startswith("oracle:"):
         from zoom_agent.models.oracle import OracleVLM
@@ -156,16 +150,16 @@ def _model(spec: str, questions: list[Question], seed: int) -> tuple[Any, str, s
         return OracleVLM(questions, noise=noise, seed=seed), f"oracle(noise={noise:g})", OracleVLM.label
     from zoom_agent.models import load_model
 
-    return load_model(spec), spec, None
+    return load_model(spec, family=family), spec, None
 
 
-def _run(args: argparse.Namespace, agent_config: AgentConfigFactory) -> int:
+def _run(args: argparse.Namespace) -> int:
     from zoom_agent.agent import ZoomAgent
 
     task = _task_from_args(args)
     questions = task.questions()
-    model, label, check = _model(args.model, questions, args.seed)
-    config = agent_config(args, getattr(model, "family", "qwen2_5_vl"))
+    model, label, check = _model(args.model, questions, args.seed, args.family)
+    config = agent_config(args)
     # What must agree for results to share a file (and for shards to merge). The video root
     # is left out: shards on other machines mount the videos elsewhere.
     identity = {
@@ -198,10 +192,11 @@ def _run(args: argparse.Namespace, agent_config: AgentConfigFactory) -> int:
     print(
         f"{task.name}: {summary.selected} questions ({summary.resumed} resumed, {summary.ran} run in "
         f"{summary.elapsed_s:.1f} s): {summary.answered} answered, {summary.unanswered} unanswered, "
-        f"{summary.errors} errors"
+        f"{summary.errors} errors, {summary.infra_errors} model/server errors"
+        + (" (rerun to retry them)" if summary.infra_errors else "")
     )
     _print_headline(task, doc, args.out)
-    if summary.selected and summary.errors == summary.selected:
+    if summary.selected and summary.errors + summary.infra_errors == summary.selected:
         print("every question failed: check --video-root and --model (see results.jsonl)", file=sys.stderr)
         return 1
     return 0
