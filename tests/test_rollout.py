@@ -13,13 +13,14 @@ from zoom_agent import protocol
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.models.base import Sampling, Turn, VLMRequest
 from zoom_agent.models.hf import _PolicyLogprobs
+from zoom_agent.training.loop.logprobs import policy_logprobs
 from zoom_agent.training.rollout.engine import PolicyRecorder, RolloutEngine
 from zoom_agent.training.rollout.render import (
     BANNED_TOKENS,
     RenderedPrompt,
     RolloutError,
-    policy_logprobs,
     render_conversation,
+    replay_inputs,
 )
 from zoom_agent.training.rollout.trajectory import PolicyCall
 from zoom_agent.types import Question
@@ -101,21 +102,18 @@ def test_multi_turn_trajectory_is_one_sequence_with_exact_masks(setup: tuple) ->
     assert len(policy) == 2 and [s.kind for s in traj.segments] == ["env", "policy", "env", "policy"]
     # The first call's prompt + reply is a prefix of the final sequence (one forward scores both).
     first = traj.calls[0]
-    assert traj.input_ids[: len(first.prompt_ids) + len(first.token_ids)] == [
-        *first.prompt_ids,
-        *first.token_ids,
-    ]
+    assert traj.input_ids[: len(first.prompt_ids) + len(first.token_ids)] == (*first.prompt_ids, *first.token_ids)
     for seg, call in zip(policy, traj.calls, strict=True):
-        assert traj.input_ids[seg.start : seg.end] == list(call.token_ids)
-        assert all(traj.loss_mask[seg.start : seg.end])
-    assert sum(traj.loss_mask) == sum(len(c.token_ids) for c in traj.calls)
+        assert traj.input_ids[seg.start : seg.end] == call.token_ids
+        assert all(traj.masks.policy[seg.start : seg.end])
+    assert sum(traj.masks.policy) == sum(len(c.token_ids) for c in traj.calls)
     # Region masks: the tool call and time tag (turn 1), glue (turn 2) are span; <answer>X</answer> answer.
     tok = vlm.tokenizer
-    span_text = tok.decode([t for t, m in zip(traj.input_ids, traj.span_mask, strict=True) if m])
-    answer_text = tok.decode([t for t, m in zip(traj.input_ids, traj.answer_mask, strict=True) if m])
+    span_text = tok.decode([t for t, m in zip(traj.input_ids, traj.masks.span, strict=True) if m])
+    answer_text = tok.decode([t for t, m in zip(traj.input_ids, traj.masks.answer, strict=True) if m])
     assert "temporal_zoom" in span_text and "<glue>" in span_text and "<time>" in span_text
     assert answer_text.replace(" ", "") == f"<answer>{q.answer_letter}</answer>"
-    assert not any(s and not m for s, m in zip(traj.span_mask, traj.loss_mask, strict=True))
+    assert not any(s and not m for s, m in zip(traj.masks.span, traj.masks.policy, strict=True))
     # Two videos (coarse + zoom) in the final prompt; the clips are kept for re-encoding.
     assert [c.role for c in traj.clips] == ["coarse", "zoom"]
 
@@ -133,13 +131,13 @@ def test_qwen3_vl_two_turn_trajectory_replays_exactly(qwen3: object, setup: tupl
     q = _digit_question(questions)
     engine = RolloutEngine(qwen3)  # type: ignore[arg-type]
     engine.sampler = ForcedSampler(qwen3, engine.banned_ids, _two_turn_replies(q))
-    agent = AGENT.model_copy(update={"budget": Budget.for_family("qwen3_vl", visual_tokens=64, fps=0.5)})
+    agent = AGENT.model_copy(update={"budget": Budget(visual_tokens=64, fps=0.5)})
     traj = asyncio.run(engine.rollout(q, agent, seed=0))
     assert traj.result.status == "answered" and len(traj.calls) == 2
-    inputs = engine.training_inputs(traj)
+    inputs = replay_inputs(qwen3, traj)  # type: ignore[arg-type]
     with torch.no_grad():
         lp, _ = policy_logprobs(qwen3.model, inputs, traj.policy_positions, engine.banned_ids)  # type: ignore[attr-defined]
-    sampled = torch.tensor([traj.sampled_logprobs[i] for i in traj.policy_positions])
+    sampled = torch.tensor(traj.masks.sampled_logprobs())
     torch.testing.assert_close(lp, sampled, atol=1e-4, rtol=0)
 
 
@@ -150,11 +148,11 @@ def test_empty_and_truncated_replies_still_train(setup: tuple) -> None:
     empty = asyncio.run(engine.rollout(questions[0], AGENT, seed=0))
     assert empty.calls[0].text == "" and len(empty.policy_positions) == 1  # just <|im_end|>
     assert empty.result.status == "unanswered"
-    assert engine.training_inputs(empty)["input_ids"][0].tolist() == empty.input_ids
+    assert replay_inputs(vlm, empty)["input_ids"][0].tolist() == list(empty.input_ids)
     short = AGENT.model_copy(update={"max_tokens": 3})
     (cut,) = asyncio.run(RolloutEngine(vlm).rollouts(questions[:1], short, group_size=1, seed=2))
     assert cut.calls[0].finish_reason == "length" and len(cut.policy_positions) == 3
-    assert RolloutEngine(vlm).training_inputs(cut)["input_ids"][0].tolist() == cut.input_ids
+    assert replay_inputs(vlm, cut)["input_ids"][0].tolist() == list(cut.input_ids)
 
 
 def test_training_pass_reproduces_sampled_tokens_and_logprobs(setup: tuple) -> None:
@@ -163,11 +161,11 @@ def test_training_pass_reproduces_sampled_tokens_and_logprobs(setup: tuple) -> N
     engine = RolloutEngine(vlm)
     engine.sampler = ForcedSampler(vlm, engine.banned_ids, _two_turn_replies(q))
     traj = asyncio.run(engine.rollout(q, AGENT, seed=0))
-    inputs = engine.training_inputs(traj)
-    assert inputs["input_ids"][0].tolist() == traj.input_ids
+    inputs = replay_inputs(vlm, traj)
+    assert inputs["input_ids"][0].tolist() == list(traj.input_ids)
     with torch.no_grad():
         lp, ent = policy_logprobs(vlm.model, inputs, traj.policy_positions, engine.banned_ids, entropy=True)
-    sampled = torch.tensor([traj.sampled_logprobs[i] for i in traj.policy_positions])
+    sampled = torch.tensor(traj.masks.sampled_logprobs())
     torch.testing.assert_close(lp, sampled, atol=1e-4, rtol=0)  # both calls, across both videos
     assert ent is not None and bool((ent > 0).all())
 
@@ -182,10 +180,10 @@ def test_sampled_rollouts_differ_within_a_group_and_repeat_with_the_seed(setup: 
     assert tokens == [t.calls[0].token_ids for t in again], "same seed, same samples"
     assert [t.group for t in first] == [0, 0, 0] and [t.sample for t in first] == [0, 1, 2]
     for traj in first:
-        inputs = engine.training_inputs(traj)
+        inputs = replay_inputs(vlm, traj)
         with torch.no_grad():
             lp, _ = policy_logprobs(vlm.model, inputs, traj.policy_positions, engine.banned_ids)
-        sampled = torch.tensor([traj.sampled_logprobs[i] for i in traj.policy_positions])
+        sampled = torch.tensor(traj.masks.sampled_logprobs())
         torch.testing.assert_close(lp, sampled, atol=1e-4, rtol=0)
         banned = set(engine.banned_ids)
         assert not banned & {traj.input_ids[i] for i in traj.policy_positions}
@@ -195,15 +193,18 @@ def test_rerender_mismatch_fails_loudly_naming_policy_or_context(setup: tuple) -
     vlm, questions = setup
     engine = RolloutEngine(vlm)
     (traj,) = asyncio.run(engine.rollouts(questions[:1], AGENT, group_size=1, seed=1))
-    pos = traj.policy_positions[0]
-    bad = dataclasses.replace(traj, input_ids=list(traj.input_ids))
-    bad.input_ids[pos] = (bad.input_ids[pos] + 1) % 500
+
+    def changed(at: int) -> object:
+        ids = list(traj.input_ids)
+        ids[at] = (ids[at] + 1) % 500
+        return dataclasses.replace(traj, input_ids=tuple(ids))
+
     with pytest.raises(RolloutError, match="policy token"):
-        engine.training_inputs(bad)
-    bad = dataclasses.replace(traj, input_ids=list(traj.input_ids))
-    bad.input_ids[3] = (bad.input_ids[3] + 1) % 500
+        replay_inputs(vlm, changed(traj.policy_positions[0]))  # type: ignore[arg-type]
     with pytest.raises(RolloutError, match="token 3 \\(context\\)"):
-        engine.training_inputs(bad)
+        replay_inputs(vlm, changed(3))  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        traj.input_ids = ()  # type: ignore[misc]  # a recorded rollout cannot be edited in place
 
 
 def test_recorder_refuses_a_conversation_that_drops_its_replies(setup: tuple) -> None:
@@ -252,7 +253,7 @@ def test_a_bad_video_is_a_failed_trajectory_not_a_crash(setup: tuple, tmp_path: 
     (traj,) = asyncio.run(RolloutEngine(vlm).rollouts([q], AGENT, group_size=1, seed=0))
     assert traj.failed and traj.result.status == "error" and not traj.calls
     with pytest.raises(RolloutError, match="no policy tokens"):
-        RolloutEngine(vlm).training_inputs(traj)
+        replay_inputs(vlm, traj)
 
 
 def test_policy_never_samples_environment_placeholders(setup: tuple) -> None:

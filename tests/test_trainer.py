@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -13,13 +12,13 @@ from typing import Any
 import pytest
 import torch
 
-from zoom_agent.config import Budget
+from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.models.scripted import ScriptedVLM
 from zoom_agent.training.config import TrainConfig, available_recipes, load_recipe, parse_overrides
 from zoom_agent.training.core.loss import policy_loss
 from zoom_agent.training.loop import data as data_mod
+from zoom_agent.training.loop.difficulty import filter_by_difficulty
 from zoom_agent.training.loop.optim import lr_lambda
-from zoom_agent.training.loop.update import loss_weight
 from zoom_agent.types import GroundedAnswer, Question, Span
 
 # -- config and recipes ---------------------------------------------------------------------
@@ -30,7 +29,7 @@ def test_shipped_recipes_load(name: str) -> None:
     assert name in available_recipes()
     config = load_recipe(name)
     assert config.agent.temperature == 1.0  # rollouts sample (their code)
-    if name.startswith("zoomzero"):  # the paper's hyper-parameters (docs/METHOD.md §4)
+    if name.startswith("zoomzero"):  # the paper's hyper-parameters (docs/method.md §4)
         assert (config.optim.lr, config.optim.weight_decay, config.optim.warmup_steps) == (1e-6, 0.01, 10)
         assert (config.group_size, config.prompts_per_step, config.agent.max_tokens) == (8, 64, 512)
         assert (config.loss.clip_low, config.loss.clip_high, config.loss.kl_coef) == (0.2, 0.28, 0.01)
@@ -38,11 +37,14 @@ def test_shipped_recipes_load(name: str) -> None:
 
 
 def test_defaults_are_the_papers() -> None:
+    from zoom_agent.training.core.rewards import PARTS
+
     c = TrainConfig()
     assert (c.optim.lr, c.optim.schedule, c.group_size, c.epochs) == (1e-6, "cosine", 8, 1)
     assert c.reward.weights() == pytest.approx(
         {"format": 1 / 3, "iou": 1 / 3, "answer": 1 / 6, "zoom": 1 / 6, "number": 0}
     )
+    assert tuple(c.reward.weights()) == PARTS  # one weight field per reward part, no more
     assert (c.credit.mode, c.credit.variant, c.loss.aggregation) == ("token-selective", "B", "token-mean")
     from zoom_agent.training import config as cfg
 
@@ -94,18 +96,23 @@ def test_bad_recipes_get_clear_errors(recipe: str, overrides: list[str], error: 
 
 
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
-def test_per_sequence_accumulation_equals_the_batch_loss(aggregation: str) -> None:
+def test_per_sequence_pieces_with_the_batch_counts_add_up_to_the_batch_loss(aggregation: str) -> None:
+    """The update scores one sequence at a time; with the batch's counts passed in, the
+    pieces' losses, gradients and statistics are the batch's (verl's ``agg_loss``)."""
     torch.manual_seed(0)
     lengths = [3, 7, 1, 5]
     logp = [torch.randn(n, requires_grad=True) for n in lengths]
     adv = [torch.randn(n) for n in lengths]
     ref = [torch.randn(n) for n in lengths]
+    ent = [torch.rand(n) for n in lengths]
     width = max(lengths)
     pad = lambda xs: torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in xs])  # noqa: E731
     mask = torch.stack([torch.arange(width) < n for n in lengths])
-    kwargs: dict[str, Any] = {"aggregation": aggregation, "max_len": 16, "kl_coef": 0.1}
-    whole = policy_loss(pad(logp), pad(logp).detach(), pad(adv), mask, ref_logprobs=pad(ref), **kwargs).loss
-    total_tokens, total_seqs = float(sum(lengths)), float(len(lengths))
+    kwargs: dict[str, Any] = {"aggregation": aggregation, "max_len": 16, "kl_coef": 0.1, "entropy_coef": 0.01}
+    padded = pad(logp)
+    whole = policy_loss(padded, padded.detach(), pad(adv), mask, ref_logprobs=pad(ref), entropy=pad(ent), **kwargs)
+    whole_grads = torch.autograd.grad(whole.loss, logp)
+    counts = {"tokens": float(sum(lengths)), "sequences": float(len(lengths))}
     pieces = [
         policy_loss(
             lp[None],
@@ -113,12 +120,28 @@ def test_per_sequence_accumulation_equals_the_batch_loss(aggregation: str) -> No
             a[None],
             torch.ones(1, len(lp), dtype=torch.bool),
             ref_logprobs=r[None],
+            entropy=e[None],
             **kwargs,
-        ).loss
-        * loss_weight(aggregation, len(lp), total_tokens, total_seqs)
-        for lp, a, r in zip(logp, adv, ref, strict=True)
+            **counts,
+        )
+        for lp, a, r, e in zip(logp, adv, ref, ent, strict=True)
     ]
-    torch.testing.assert_close(sum(pieces), whole)
+    piece_grads = torch.autograd.grad(sum(p.loss for p in pieces), logp)
+    for name in ("loss", "pg_loss", "kl", "clip_frac", "entropy", "approx_kl"):
+        torch.testing.assert_close(sum(getattr(p, name) for p in pieces), getattr(whole, name), msg=name)
+    for a, b in zip(piece_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    # without the batch counts a piece is its own batch: the pieces do not add up
+    one = torch.ones(1, 7, dtype=torch.bool)
+    alone = policy_loss(logp[1][None], logp[1].detach()[None], adv[1][None], one, entropy=ent[1][None], **kwargs)
+    assert not torch.allclose(alone.loss, pieces[1].loss)
+
+
+def test_the_turn_budget_bounds_the_graph_and_the_training_sequence() -> None:
+    agent = AgentConfig(max_zoom_rounds=2, format_retries=1)
+    assert agent.max_model_calls == 1 + 2 + 3 * 1  # first turn, two zooms, a retry after each of the three
+    assert agent.recursion_limit == 4 * agent.max_model_calls + 16
+    assert AgentConfig(max_zoom_rounds=0, format_retries=0).max_model_calls == 1
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine() -> None:
@@ -183,21 +206,34 @@ def test_offline_difficulty_filter_keeps_only_informative_questions() -> None:
         async def rollouts(self, questions: list[Question], agent: Any, **kw: Any) -> list[Any]:
             return [SimpleNamespace(result=r) for q in questions for r in outcomes[q.id]]
 
-    kept = asyncio.run(data_mod.filter_by_difficulty(FakeEngine(), [easy, useful], None, group_size=2, seed=0))  # type: ignore[arg-type]
+    kept = asyncio.run(filter_by_difficulty(FakeEngine(), [easy, useful], AgentConfig(), group_size=2, seed=0))  # type: ignore[arg-type]
     assert [q.id for q in kept] == ["u"]
 
 
 def _traj(group: int, sample: int, layout: str) -> Any:
     """A trajectory whose tokens are: e = environment, r = reasoning, s = span, a = answer."""
-    from zoom_agent.training.rollout.trajectory import Trajectory
+    from zoom_agent.training.rollout.trajectory import PolicyCall, Trajectory
 
     q = Question(id=str(group), video="v.mp4", question="q?")
-    traj = Trajectory(question=q, group=group, sample=sample, result=GroundedAnswer(question_id="x", status="answered"))
-    traj.input_ids = list(range(len(layout)))
-    traj.loss_mask = [c != "e" for c in layout]
-    traj.span_mask = [c == "s" for c in layout]
-    traj.answer_mask = [c == "a" for c in layout]
+    calls, regions, start = [], [], 0
+    while start < len(layout):  # one call per run of environment tokens and the reply after it
+        env = len(layout[start:]) - len(layout[start:].lstrip("e"))
+        end = start + env + len(layout[start + env :].split("e")[0])
+        reply = layout[start + env : end]
+        calls.append(PolicyCall(tuple(range(start + env)), tuple(range(len(reply))), (0.0,) * len(reply), "", "stop"))
+        regions.append({"span": [c == "s" for c in reply], "answer": [c == "a" for c in reply]})
+        start = end
+    result = GroundedAnswer(question_id="x", status="answered")
+    traj = Trajectory.from_calls(q, result, group=group, sample=sample, calls=calls, regions=regions)
+    assert [c != "e" for c in layout] == list(traj.masks.policy)  # the layout as asked
     return traj
+
+
+def _advantages(trajs: list[Any], parts: list[dict[str, float]], weights: dict[str, float], **credit: Any) -> list[Any]:
+    from zoom_agent.training.core.advantages import policy_token_advantages
+
+    regions = [t.masks.on_policy() for t in trajs]
+    return policy_token_advantages(parts, regions, [t.group for t in trajs], weights=weights, **credit)
 
 
 def _parts(answer: float, iou: float = 0.5, number: float = 0.0) -> dict[str, float]:
@@ -205,34 +241,27 @@ def _parts(answer: float, iou: float = 0.5, number: float = 0.0) -> dict[str, fl
 
 
 def test_token_selective_credit_reaches_only_the_responsible_tokens() -> None:
-    from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.loop.scoring import trajectory_advantages
-
     trajs = [_traj(0, 0, "eerrssrraa"), _traj(0, 1, "eerrssraae")]
-    credit = CreditConfig(variant="A")
-    adv = trajectory_advantages(trajs, [_parts(1.0), _parts(0.0)], credit, {"format": 1.0})
+    adv = _advantages(trajs, [_parts(1.0), _parts(0.0)], {"format": 1.0}, variant="A")
     # Only the answer channel differs: answer tokens get +-(1/3) * A_acc, the others nothing.
     assert [len(a) for a in adv] == [8, 7]
     torch.testing.assert_close(adv[0][:6], torch.zeros(6))
     assert bool((adv[0][6:] > 0).all()) and bool((adv[1][5:] < 0).all())
     torch.testing.assert_close(adv[0][6:], -adv[1][5:])
-    tied = trajectory_advantages(trajs, [_parts(1.0), _parts(1.0)], credit, {})
+    tied = _advantages(trajs, [_parts(1.0), _parts(1.0)], {}, variant="A")
     assert all(bool((a == 0).all()) for a in tied)  # equal rewards: zero advantage, never NaN
 
 
 def test_probe_channel_and_sequence_grpo_spread_over_every_policy_token() -> None:
-    from zoom_agent.training.config import CreditConfig
-    from zoom_agent.training.loop.scoring import trajectory_advantages
-
     trajs = [_traj(0, 0, "errsa"), _traj(0, 1, "errsa"), _traj(1, 0, "ra")]
     parts = [_parts(0.0, number=1.0), _parts(0.0, number=0.0), _parts(1.0, number=1.0)]
-    adv = trajectory_advantages(trajs, parts, CreditConfig(variant="A"), {"number": 0.5})
+    adv = _advantages(trajs, parts, {"number": 0.5}, variant="A")
     torch.testing.assert_close(adv[0], torch.full((4,), 0.5 * 0.7071), atol=1e-3, rtol=0)
     torch.testing.assert_close(adv[1], -adv[0])
     torch.testing.assert_close(adv[2], torch.zeros(2))  # a group of one: no signal
     for p, total in zip(parts, (1.0, 0.0, 0.0), strict=True):
         p["total"] = total
-    seq = trajectory_advantages(trajs, parts, CreditConfig(mode="grpo"), {})
+    seq = _advantages(trajs, parts, {}, mode="grpo")
     assert len(set(seq[0].tolist())) == 1 and float(seq[0][0]) > 0 and float(seq[1][0]) < 0
 
 
@@ -347,11 +376,9 @@ def test_difficulty_filter_refuses_a_task_with_no_informative_question(
 
 @pytest.mark.slow
 def test_train_command_builds_everything_offline(tmp_path: Path) -> None:
-    from zoom_agent.training.cli import add_train_parser
+    from zoom_agent.cli import build_parser
 
-    parser = argparse.ArgumentParser(prog="zoom-agent")
-    add_train_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         [
             "train",
             "tiny-cpu",

@@ -42,17 +42,18 @@ def _agent():  # type: ignore[no-untyped-def]
 
 
 def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # type: ignore[no-untyped-def]
-    from zoom_agent.training.rollout.render import policy_logprobs
+    from zoom_agent.training.loop.logprobs import policy_logprobs
+    from zoom_agent.training.rollout.render import replay_inputs
 
     rollout_engine, questions = engine
     trajs = asyncio.run(rollout_engine.rollouts(questions[:2], _agent(), group_size=4, seed=0))
     assert all(not t.failed for t in trajs)
     assert len({t.calls[0].token_ids for t in trajs[:4]}) > 1, "samples of a group differ"
     for traj in trajs:
-        inputs = rollout_engine.training_inputs(traj)  # raises if the sequence is not reproduced
+        inputs = replay_inputs(rollout_engine.vlm, traj)  # raises if the sequence is not reproduced
         with torch.no_grad():
             lp, _ = policy_logprobs(rollout_engine.vlm.model, inputs, traj.policy_positions, rollout_engine.banned_ids)
-        sampled = torch.tensor([traj.sampled_logprobs[i] for i in traj.policy_positions], device=lp.device)
+        sampled = torch.tensor(traj.masks.sampled_logprobs(), device=lp.device)
         # vLLM reports raw log-probs (before its allowed-token mask): compare where both agree closely.
         assert float((lp - sampled).abs().median()) < 0.05
 

@@ -1,6 +1,6 @@
 """`TrainConfig`: every knob of a GRPO run, typed, with its source; YAML recipes load into it.
 
-Sources, as in `zoom_agent.config`: "paper" = arXiv 2512.14273 (docs/METHOD.md); "their code"
+Sources, as in `zoom_agent.config`: "paper" = arXiv 2512.14273 (docs/method.md); "their code"
 = the authors' EasyR1/verl fork; "ours" = this project's choice. Recipes ship in
 ``zoom_agent/training/recipes/*.yaml`` (`available_recipes`); `load_recipe` reads one by name
 or path and applies ``key=value`` overrides with dotted keys, e.g.
@@ -17,8 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zoom_agent.config import AgentConfig
+from zoom_agent.geometry import Family
+from zoom_agent.training.core.rewards import PAPER_WEIGHTS, PARTS
 
-Family = Literal["qwen2_5_vl", "qwen3_vl"]
 RECIPE_SUFFIXES = (".yaml", ".yml")
 _FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -68,17 +69,17 @@ class DataConfig(_Strict):
 
 
 class RewardConfig(_Strict):
-    """Reward weights and the zoom-in verifier (docs/METHOD.md §3).
+    """Reward weights and the zoom-in verifier (docs/method.md §3).
 
     The scalar total is ``sum_k weight_k * r_k``; the defaults give the paper's
     ``((answer + zoom) / 2 + format + iou) / 3``. Token-selective credit uses the four
     channels themselves; the total drives sequence-level GRPO and the logs.
     """
 
-    format: float = Field(1 / 3, ge=0, description="weight of the format reward (paper total: 1/3)")
-    iou: float = Field(1 / 3, ge=0, description="weight of the multi-span temporal IoU (paper total: 1/3)")
-    answer: float = Field(1 / 6, ge=0, description="weight of answer accuracy (paper total: 1/6)")
-    zoom: float = Field(1 / 6, ge=0, description="weight of zoom-in accuracy (paper total: 1/6)")
+    format: float = Field(PAPER_WEIGHTS["format"], ge=0, description="weight of the format reward (paper: 1/3)")
+    iou: float = Field(PAPER_WEIGHTS["iou"], ge=0, description="weight of the multi-span temporal IoU (paper: 1/3)")
+    answer: float = Field(PAPER_WEIGHTS["answer"], ge=0, description="weight of answer accuracy (paper: 1/6)")
+    zoom: float = Field(PAPER_WEIGHTS["zoom"], ge=0, description="weight of zoom-in accuracy (paper: 1/6)")
     number: float = Field(
         0.0,
         ge=0,
@@ -94,25 +95,25 @@ class RewardConfig(_Strict):
     verifier_max_frames: int = Field(256, ge=1, description="frames of the verifier's view; their code: 256")
 
     def weights(self) -> dict[str, float]:
-        """Part name -> weight in the total."""
-        return {k: getattr(self, k) for k in ("format", "iou", "answer", "zoom", "number")}
+        """Part name -> weight in the total, for every part of `rewards.PARTS` (one field each)."""
+        return {k: getattr(self, k) for k in PARTS}
 
 
 class CreditConfig(_Strict):
-    """How rewards become per-token advantages (docs/METHOD.md §4, `training.credit`)."""
+    """How rewards become per-token advantages (docs/method.md §4, `training.core.credit`)."""
 
     mode: Literal["token-selective", "grpo"] = Field(
         "token-selective", description="token-selective = their TokenAdv; grpo = the total, broadcast"
     )
     variant: Literal["A", "B"] = Field("B", description="token-selective variant; their code: B")
     channel_regions: dict[str, tuple[str, ...]] | None = Field(
-        None, description="channel -> regions it credits; default their code's (see training.credit)"
+        None, description="channel -> regions it credits; default their code's (see training.core.credit)"
     )
     eps: float = Field(1e-6, gt=0, description="added to the group std; their code: 1e-6")
 
 
 class LossConfig(_Strict):
-    """The PPO-clip loss (`training.loss.policy_loss`)."""
+    """The PPO-clip loss (`training.core.loss.policy_loss`)."""
 
     clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clip 1 - clip_low; their code: 0.2")
     clip_high: float = Field(0.28, ge=0, description="ratio clip 1 + clip_high; their code: 0.28")
@@ -155,7 +156,7 @@ class TrainConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig, description="the PPO-clip loss")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="AdamW and its schedule")
     difficulty_filter: bool = Field(
-        False, description="offline filter of METHOD.md §4 before training (their data filter)"
+        False, description="offline filter of docs/method.md §4 before training (their data filter)"
     )
     filter_group_size: int | None = Field(None, ge=2, description="samples per question for the filter; None = G")
     check_logprobs_atol: float | None = Field(

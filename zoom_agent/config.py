@@ -142,7 +142,13 @@ class AgentConfig(BaseModel):
         return self.max_zoom_rounds
 
     @property
+    def max_model_calls(self) -> int:
+        """The turn budget of one question: the most model calls it can take (the first turn,
+        one per zoom round, and the format retries of each). Bounds the graph's steps and a
+        training sequence's length."""
+        return 1 + self.max_zoom_rounds + (self.max_zoom_rounds + 1) * self.format_retries
+
+    @property
     def recursion_limit(self) -> int:
         """LangGraph steps one question can take (its default of 10,007 would hide loops)."""
-        turns = 1 + self.max_zoom_rounds + (self.max_zoom_rounds + 1) * self.format_retries
-        return 4 * turns + 16
+        return 4 * self.max_model_calls + 16

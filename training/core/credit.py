@@ -1,4 +1,4 @@
-"""Advantages for GRPO: sequence-level, per channel, and token-selective (docs/METHOD.md §4).
+"""Advantages for GRPO: sequence-level, per channel, and token-selective (docs/method.md §4).
 
 Plain GRPO gives every token of a response the same advantage. Zoom-Zero's token-selective
 credit ("TokenAdv" in their code) gives each reward channel only to the tokens responsible
@@ -25,11 +25,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-CHANNELS: tuple[str, ...] = ("format", "zoom", "iou", "answer")
-"""The reward channels of METHOD.md §3 that token-selective credit distributes."""
+from zoom_agent.training.core.rewards import PAPER_WEIGHTS
+
+CHANNELS: tuple[str, ...] = tuple(PAPER_WEIGHTS)
+"""The reward channels token-selective credit distributes: the paper's parts (docs/method.md §3)."""
 
 REGION_MASKS: tuple[str, ...] = ("span", "answer")
-"""Region masks a caller provides (from `training.masks`): span/timestamp and answer tokens."""
+"""Region masks a caller provides (from `training.core.masks`): span/timestamp and answer tokens."""
 
 REGIONS: tuple[str, ...] = ("all", "reasoning", "span", "answer")
 """Regions a channel may credit; all = loss_mask, reasoning = loss_mask & ~span & ~answer."""
@@ -121,7 +123,7 @@ def token_selective_advantages(
     channel_regions: Mapping[str, Iterable[str]] | None = None,
     eps: float = 1e-6,
 ) -> Tensor:
-    """Token-selective advantages (Zoom-Zero's TokenAdv), variants A and B of METHOD.md §4.
+    """Token-selective advantages (Zoom-Zero's TokenAdv), variants A and B of docs/method.md §4.
 
     m_k(t) = 1 where token t lies in one of channel k's regions.
 
@@ -134,7 +136,7 @@ def token_selective_advantages(
     Args:
         rewards: exactly the channels "format", "zoom", "iou", "answer" -> (B,) rewards.
         regions: exactly "span" (time tags, glue, zoom-call arguments) and "answer" -> (B, T)
-            bool masks (see `training.masks`). Tokens outside loss_mask are ignored.
+            bool masks (see `training.core.masks`). Tokens outside loss_mask are ignored.
         loss_mask: (B, T) bool (or 0/1), 1 on tokens the policy sampled.
         group: (B,) integer group ids (one id per prompt).
         variant: "A" or "B" (their code's default is B).

@@ -1,8 +1,13 @@
 """The policy loss: per-token PPO-clip with an asymmetric clip, k3 KL, aggregation modes.
 
-Docs/METHOD.md §4 (their code): clip range [1 - 0.2, 1 + 0.28] (DAPO's "clip higher"), KL to
+docs/method.md §4 (their code): clip range [1 - 0.2, 1 + 0.28] (DAPO's "clip higher"), KL to
 the frozen reference with the k3 estimator and beta = 0.01, token-mean aggregation, entropy
 bonus 0. Tool results, frames and the prompt carry loss mask 0.
+
+Aggregation lives here only (`aggregate`, after verl's ``agg_loss``). A batch is often
+scored in pieces (one sequence at a time, several ranks); each piece passes the *whole*
+batch's counts (``tokens``, ``sequences``), so the pieces' losses and statistics simply add
+up to the batch's: summing gradients over pieces and ranks gives the batch loss's gradient.
 
 Masks are applied before any arithmetic: values at masked-out positions (padding, environment
 tokens) may be anything, even inf or NaN, and still neither change the loss nor get a
@@ -29,6 +34,9 @@ _LOG_RATIO_CLAMP = 20.0
 @dataclass(frozen=True)
 class LossOutput:
     """The loss to back-propagate and detached statistics for logging.
+
+    With batch counts passed to `policy_loss`, every field is this piece's share of the
+    batch value: the fields of all pieces (and ranks) add up to the batch's.
 
     Attributes:
         loss: scalar, pg_loss + kl_coef * kl - entropy_coef * entropy (aggregated).
@@ -67,6 +75,8 @@ def policy_loss(
     entropy_coef: float = 0.0,
     aggregation: Aggregation = "token-mean",
     max_len: int | None = None,
+    tokens: float | None = None,
+    sequences: float | None = None,
 ) -> LossOutput:
     """PPO-clip loss per token, ``-min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)``.
 
@@ -88,6 +98,8 @@ def policy_loss(
             token sum divided by the constant ``max_len``, then mean over all B sequences).
         max_len: the constant divisor of Dr.GRPO (e.g. the response-length limit);
             required for that mode.
+        tokens, sequences: policy tokens and sequences of the whole batch this call is a
+            piece of (all pieces, all ranks); None = this call's own (see `aggregate`).
 
     Returns:
         LossOutput with the scalar loss and detached statistics.
@@ -118,48 +130,61 @@ def policy_loss(
     if entropy_coef != 0.0:
         per_token = per_token - entropy_coef * ent
 
-    loss = aggregate(per_token, mask, aggregation, max_len)
+    def batch_share(values: Tensor) -> Tensor:
+        return aggregate(values, mask, aggregation, max_len, tokens=tokens, sequences=sequences)
+
+    loss = batch_share(per_token)
     with torch.no_grad():
         stats = {
-            "pg_loss": aggregate(pg, mask, aggregation, max_len),
-            "kl": aggregate(kl, mask, aggregation, max_len),
-            "clip_frac": _token_mean((clipped > unclipped).to(logp.dtype), mask),
-            "entropy": _token_mean(ent, mask),
-            "approx_kl": _token_mean(ratio - 1.0 - log_ratio, mask),
+            "pg_loss": batch_share(pg),
+            "kl": batch_share(kl),
+            "clip_frac": aggregate((clipped > unclipped).to(logp.dtype), mask, "token-mean", tokens=tokens),
+            "entropy": aggregate(ent, mask, "token-mean", tokens=tokens),
+            "approx_kl": aggregate(ratio - 1.0 - log_ratio, mask, "token-mean", tokens=tokens),
         }
     return LossOutput(loss=loss, **{k: v.detach() for k, v in stats.items()})
 
 
-def aggregate(values: Tensor, mask: Tensor, aggregation: Aggregation, max_len: int | None = None) -> Tensor:
+def aggregate(
+    values: Tensor,
+    mask: Tensor,
+    aggregation: Aggregation,
+    max_len: int | None = None,
+    *,
+    tokens: float | None = None,
+    sequences: float | None = None,
+) -> Tensor:
     """Reduce per-token values (B, T) to a scalar over the masked tokens.
 
     Args:
         values: (B, T) per-token values; entries outside the mask must already be finite.
         mask: (B, T) bool.
-        aggregation: see `policy_loss`.
+        aggregation: "token-mean" (sum over masked tokens / ``tokens``),
+            "seq-mean-token-mean" (sum of the sequences' token means / ``sequences``),
+            "seq-mean-token-sum-norm" (Dr.GRPO: masked sum / (``sequences`` * ``max_len``)).
         max_len: Dr.GRPO's constant divisor ("seq-mean-token-sum-norm" only).
+        tokens: masked tokens of the whole batch; None = ``mask``'s.
+        sequences: sequences of the whole batch; None = ``mask``'s rows that hold a token
+            ("seq-mean-token-mean") or all its rows (Dr.GRPO).
 
     Returns:
         A scalar tensor; 0 (in the graph of ``values``) when the mask is empty.
     """
     weights = mask.to(values.dtype)
+    total = (values * weights).sum()
     if aggregation == "token-mean":
-        return _token_mean(values, mask)
+        return total / (weights.sum().clamp_min(1.0) if tokens is None else max(tokens, 1.0))
     if aggregation == "seq-mean-token-mean":
         per_seq_tokens = weights.sum(-1)
         seq_means = (values * weights).sum(-1) / per_seq_tokens.clamp_min(1.0)
         has_tokens = (per_seq_tokens > 0).to(values.dtype)
-        return (seq_means * has_tokens).sum() / has_tokens.sum().clamp_min(1.0)
+        count = has_tokens.sum().clamp_min(1.0) if sequences is None else max(sequences, 1.0)
+        return (seq_means * has_tokens).sum() / count
     if aggregation == "seq-mean-token-sum-norm":
         if max_len is None or max_len <= 0:
             raise ValueError(f"aggregation 'seq-mean-token-sum-norm' needs max_len > 0, got {max_len!r}")
-        return (values * weights).sum() / (values.shape[0] * max_len)
+        return total / (max(values.shape[0] if sequences is None else sequences, 1.0) * max_len)
     raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-
-
-def _token_mean(values: Tensor, mask: Tensor) -> Tensor:
-    weights = mask.to(values.dtype)
-    return (values * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def _check_inputs(

@@ -15,7 +15,7 @@ at least one character, i.e. ``a < e and s < b``. So
 - a token that merely touches the region (``b == s`` or ``a == e``) does not count;
 - a zero-width token (``a == b``, e.g. special tokens an offset mapping reports as (0, 0))
   never counts, and neither does an empty span (``s == e``).
-Two regions may therefore share a boundary token; `training.credit` handles tokens that lie
+Two regions may therefore share a boundary token; `credit` handles tokens that lie
 in several regions.
 """
 

@@ -1,4 +1,4 @@
-"""The rewards of docs/METHOD.md §3, as pure functions returning named parts.
+"""The rewards of docs/method.md §3, as pure functions returning named parts.
 
 Every part lies in [0, 1]:
 
@@ -8,7 +8,7 @@ Every part lies in [0, 1]:
 - ``iou``: multi-span temporal IoU of the final evidence spans against the ground truth
   (`spans.multi_iou`, the same function as the metrics); 0 without spans or ground truth.
 - ``answer``: 1 when the final option letter is the correct one.
-- ``zoom``: zoom-in accuracy, decided by `training.verifier` (passed in here: the verifier
+- ``zoom``: zoom-in accuracy, decided by `training.loop.verifier` (passed in here: the verifier
   runs a model, these functions do not); 0 without a valid span.
 - ``number``: a probe for CI (ours, weight 0 by default): 1 when the replies hold a digit
   (a time is a number). Random weights reach it about one time in four with the tiny
@@ -16,7 +16,7 @@ Every part lies in [0, 1]:
 - ``total``: ``sum_k weight_k * r_k``; the default weights give the paper's
   ``((answer + zoom) / 2 + format + iou) / 3``.
 
-No function here prints, writes files or keeps state (docs/STYLE.md).
+No function here prints, writes files or keeps state.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ from zoom_agent import protocol
 from zoom_agent.spans import multi_iou
 from zoom_agent.types import GroundedAnswer, Question, Span
 
-PARTS: tuple[str, ...] = ("format", "iou", "answer", "zoom", "number")
-"""Reward parts, in the order they are logged (``reward/<name>``); ``total`` comes last."""
+PAPER_WEIGHTS: Mapping[str, float] = {"format": 1 / 3, "zoom": 1 / 6, "iou": 1 / 3, "answer": 1 / 6}
+"""The paper's reward parts and their weights: ``R = ((R_acc + R_zoom) / 2 + R_fmt + R_IoU) / 3``
+(their logs). These four are also the channels token-selective credit distributes
+(`credit.CHANNELS`), in this order."""
 
-PAPER_WEIGHTS: Mapping[str, float] = {"format": 1 / 3, "iou": 1 / 3, "answer": 1 / 6, "zoom": 1 / 6}
-"""``R = ((R_acc + R_zoom) / 2 + R_fmt + R_IoU) / 3`` (their logs), as weights."""
+PROBE = "number"
+"""The CI probe part (ours); it weighs 0 unless a recipe sets ``reward.number``."""
+
+PARTS: tuple[str, ...] = (*PAPER_WEIGHTS, PROBE)
+"""Every reward part, in the order they are logged (``reward/<name>``); ``total`` comes last.
+`RewardConfig` has one weight field per part."""
 
 
 def format_reward(texts: Sequence[str], dialect: protocol.Dialect = "tool", letters: str = "ABCDE") -> float:
@@ -126,7 +132,7 @@ def trajectory_rewards(
 
 
 def difficulty_keep(ious: Sequence[float], answers: Sequence[float]) -> bool:
-    """Their data filter (docs/METHOD.md §4): is this question worth training on?
+    """Their data filter (docs/method.md §4): is this question worth training on?
 
     Keep when the group's IoUs spread (``max - mean > 0.1`` or ``min > 0``) and the answer
     hit-rate is strictly between 0 and 1.

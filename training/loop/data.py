@@ -1,4 +1,4 @@
-"""Training questions: loading, the seeded order of the data stream, the difficulty filter.
+"""Training questions: loading them, and the seeded order of the data stream.
 
 The stream is the questions in a seeded order per epoch, one epoch after another; step k
 takes items ``[k * P, (k + 1) * P)`` of it (P = prompts per step). So the data position is
@@ -7,19 +7,12 @@ one number (items consumed) and a resumed run sees exactly the questions it woul
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zoom_agent.training.config import DataConfig
-from zoom_agent.training.core.rewards import difficulty_keep, iou_reward
 from zoom_agent.types import Question
-
-if TYPE_CHECKING:
-    from zoom_agent.config import AgentConfig
-    from zoom_agent.training.rollout.engine import RolloutEngine
 
 
 def load_questions(config: DataConfig, output_dir: str | Path, *, write: bool = True) -> list[Question]:
@@ -102,48 +95,3 @@ def step_items(questions: Sequence[Question], consumed: int, count: int, *, seed
             orders[epoch] = epoch_order(n, epoch, seed, shuffle)
         out.append(questions[orders[epoch][offset]])
     return out
-
-
-async def filter_by_difficulty(
-    engine: RolloutEngine,
-    questions: Sequence[Question],
-    agent: AgentConfig,
-    *,
-    group_size: int,
-    seed: int,
-    batch: int = 16,
-    concurrency: int = 8,
-) -> list[Question]:
-    """Their offline data filter (docs/METHOD.md §4): keep questions whose group has spread.
-
-    Rolls out every question ``group_size`` times with the initial policy and keeps it when
-    `rewards.difficulty_keep` holds for the group's IoU and answer rewards.
-    """
-    kept: list[Question] = []
-    for lo in range(0, len(questions), batch):
-        chunk = list(questions[lo : lo + batch])
-        trajs = await engine.rollouts(
-            chunk, agent, group_size=group_size, seed=seed, first_group=lo, concurrency=concurrency
-        )
-        for i, q in enumerate(chunk):
-            group = trajs[i * group_size : (i + 1) * group_size]
-            answered = [t.result.status == "answered" for t in group]
-            ious = [iou_reward(t.result.spans, q.gt_spans) if a else 0.0 for t, a in zip(group, answered, strict=True)]
-            hits = [float(a and t.result.answer == q.answer_letter) for t, a in zip(group, answered, strict=True)]
-            if difficulty_keep(ious, hits):
-                kept.append(q)
-    return kept
-
-
-def save_question_ids(path: Path, questions: Sequence[Question]) -> None:
-    """Write the kept question ids (so a resumed run does not filter again)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([q.id for q in questions]) + "\n")
-
-
-def load_question_ids(path: Path, questions: Sequence[Question]) -> list[Question] | None:
-    """The questions whose ids `save_question_ids` wrote, in the given order; None if absent."""
-    if not path.is_file():
-        return None
-    ids = set(json.loads(path.read_text()))
-    return [q for q in questions if q.id in ids]

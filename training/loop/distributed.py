@@ -23,7 +23,7 @@ the model, after `broadcast_parameters` is no longer needed (FSDP shards from ra
 weights). FSDP reduces gradients inside ``backward``, so skip `all_reduce_gradients`, keep
 the global loss weights, and give every rank the same number of backward passes per
 optimiser step (pad with a zero-weight pass), or the collectives hang. Rollouts then run on
-the vLLM engine (`training.vllm_engine`), which receives the gathered full weights.
+the vLLM engine (`training.rollout.vllm_engine`), which receives the gathered full weights.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -152,17 +152,6 @@ def barrier(ctx: DistContext) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def broadcast_object(value: Any, ctx: DistContext) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if not ctx.enabled:
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _comm_device(ctx: DistContext) -> torch.device:

@@ -1,12 +1,13 @@
-"""The GRPO loop (DESIGN.md §5): questions -> rollouts -> rewards -> advantages -> loss -> step.
+"""The GRPO loop: questions -> rollouts -> rewards -> credit -> update -> metrics (docs/training.md §2).
 
-One step: take the next P questions of the data stream (this rank's share), roll each out G
-times through the zoom graph (`training.rollout`), score them and turn rewards into per-token
-advantages (`training.scoring`: rewards, the zoom verifier, credit), then update the policy
-once (`training.update`: re-render every trajectory for one forward pass of the policy and
-of the frozen reference, back-propagate the PPO-clip loss, all-reduce across ranks, clip,
-AdamW step), sync weights to the rollout engine, log one metrics line
-(`training.metrics_log`), checkpoint (`training.checkpoint`).
+`Trainer.step` is one GRPO step, one call per stage: take the next P questions of the data
+stream (this rank's share) and roll each out G times through the zoom graph
+(`training.rollout`); score every rollout (`scoring`: the pure rewards plus the zoom
+verifier); turn rewards into an advantage on every policy token (`training.core.advantages`);
+update the policy once (`update`: re-render every trajectory, score its tokens under the
+policy and the frozen reference, back-propagate the PPO-clip loss, all-reduce across ranks,
+clip, AdamW step); sync the rollout engine's weights; log one metrics line (`metrics`).
+`Trainer.train` runs steps and checkpoints (`checkpoint`).
 
 One optimiser update per batch of rollouts, so the "old" policy is the current one and the
 ratio starts at 1 (strictly on-policy; the clip range bounds any later update on the same
@@ -24,12 +25,14 @@ from typing import Any
 import torch
 
 from zoom_agent.training.config import TrainConfig
+from zoom_agent.training.core.advantages import policy_token_advantages
 from zoom_agent.training.loop import checkpoint as ckpt
 from zoom_agent.training.loop import data as data_mod
 from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop.difficulty import kept_questions
 from zoom_agent.training.loop.metrics import MetricsLog, Timings, progress_bar, rollout_metrics
 from zoom_agent.training.loop.optim import build_optimizer
-from zoom_agent.training.loop.scoring import score_trajectories, trajectory_advantages
+from zoom_agent.training.loop.scoring import score_trajectories
 from zoom_agent.training.loop.update import PolicyUpdate
 from zoom_agent.training.loop.verifier import ZoomVerifier
 from zoom_agent.training.rollout.engine import RolloutEngine
@@ -78,8 +81,8 @@ class Trainer:
             self.step_count, self.consumed = position["step"], position["consumed"]
         self.log = MetricsLog(self.out, config, enabled=self.ctx.is_main, resume_step=self.step_count)
         ref_model = self.ref.model if self.ref is not None else None
-        self._update = PolicyUpdate(
-            self.model, ref_model, self.engine, self.optimizer, self.scheduler, config, self.ctx
+        self.update = PolicyUpdate(
+            self.policy, ref_model, self.engine.banned_ids, self.optimizer, self.scheduler, config, self.ctx
         )
 
     # -- setup -------------------------------------------------------------------------
@@ -143,23 +146,9 @@ class Trainer:
         dist.barrier(self.ctx)
         if not self.ctx.is_main:
             questions = data_mod.load_questions(self.config.data, self.out, write=False)
-        if not self.config.difficulty_filter:
-            return questions
-        ids_file = self.out / "difficulty_filter.json"
-        kept = data_mod.load_question_ids(ids_file, questions)
-        if kept is None and self.ctx.is_main:
-            group = self.config.filter_group_size or self.config.group_size
-            kept = asyncio.run(
-                data_mod.filter_by_difficulty(
-                    self.engine, questions, self.agent, group_size=group, seed=self.config.seed
-                )
-            )
-            data_mod.save_question_ids(ids_file, kept)
-        dist.barrier(self.ctx)
-        kept = data_mod.load_question_ids(ids_file, questions) or []
-        if not kept:
-            raise ValueError("the difficulty filter kept no question: every group was too easy or too hard")
-        return kept
+        if self.config.difficulty_filter:
+            return kept_questions(self.engine, questions, self.config, self.ctx)
+        return questions
 
     # -- the loop ----------------------------------------------------------------------
     def train(self) -> list[dict[str, float]]:
@@ -183,57 +172,70 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         """One GRPO step on the next batch of the data stream; returns its metrics line."""
-        c = self.config
         timer = Timings()
-        batch = data_mod.step_items(
-            self.questions, self.consumed, c.prompts_per_step, seed=c.seed, shuffle=c.data.shuffle
-        )
-        local = dist.shard(batch, self.ctx)
-        offsets = dist.shard(list(range(len(batch))), self.ctx)
-        first_group = self.consumed + (offsets[0] if offsets else 0)  # group ids unique across ranks
-        self.model.eval()
-        _hook(self.engine.sampler, "before_rollouts")
+        questions, first_group = self.next_questions()
         with timer("rollout"):
-            trajs = asyncio.run(
-                self.engine.rollouts(
-                    local,
-                    self.agent,
-                    group_size=c.group_size,
-                    seed=c.seed * 100_003 + self.step_count,
-                    first_group=first_group,
-                    concurrency=c.rollout_concurrency,
-                )
-            )
+            trajs = self.rollouts(questions, first_group)
         with timer("rewards"):
             parts = asyncio.run(self.score(trajs))
         _hook(self.engine.sampler, "after_rollouts")  # e.g. vLLM frees its KV cache for training
-        valid = [i for i, t in enumerate(trajs) if not t.failed]
+        trained = [i for i, t in enumerate(trajs) if not t.failed]  # a rollout without tokens teaches nothing
         with timer("credit"):
-            advantages = self.advantages([trajs[i] for i in valid], [parts[i] for i in valid])
+            advantages = self.advantages([trajs[i] for i in trained], [parts[i] for i in trained])
         with timer("fwd_bwd"):
-            update = self.update([trajs[i] for i in valid], advantages, timer)
+            update = self.update([trajs[i] for i in trained], advantages, timer)
         with timer("sync"):  # the transformers sampler shares the policy's weights: nothing to do
             _hook(self.engine.sampler, "sync_weights", self.model)
         self.step_count += 1
-        self.consumed += c.prompts_per_step
+        self.consumed += self.config.prompts_per_step
         metrics = {"step": float(self.step_count), "lr": float(self.scheduler.get_last_lr()[0])}
         metrics |= rollout_metrics(trajs, parts, self.ctx) | update | timer.metrics()
         self.log.write(metrics)
         return metrics
+
+    def next_questions(self) -> tuple[list[Question], int]:
+        """This rank's share of the step's questions, and the group id of its first one."""
+        c = self.config
+        batch = data_mod.step_items(
+            self.questions, self.consumed, c.prompts_per_step, seed=c.seed, shuffle=c.data.shuffle
+        )
+        offsets = dist.shard(list(range(len(batch))), self.ctx)
+        first_group = self.consumed + (offsets[0] if offsets else 0)  # group ids unique across ranks
+        return dist.shard(batch, self.ctx), first_group
+
+    def rollouts(self, questions: Sequence[Question], first_group: int) -> list[Trajectory]:
+        """G recorded rollouts of every question, grouped by question."""
+        c = self.config
+        self.model.eval()
+        _hook(self.engine.sampler, "before_rollouts")
+        return asyncio.run(
+            self.engine.rollouts(
+                questions,
+                self.agent,
+                group_size=c.group_size,
+                seed=c.seed * 100_003 + self.step_count,
+                first_group=first_group,
+                concurrency=c.rollout_concurrency,
+            )
+        )
 
     async def score(self, trajs: Sequence[Trajectory]) -> list[dict[str, float]]:
         """Reward parts of every trajectory (see `scoring.score_trajectories`)."""
         return await score_trajectories(trajs, self.verifier, self.config.reward.weights(), self.agent.dialect)
 
     def advantages(self, trajs: Sequence[Trajectory], parts: Sequence[dict[str, float]]) -> list[torch.Tensor]:
-        """Per-token advantages of each trajectory's policy tokens (see `trajectory_advantages`)."""
-        return trajectory_advantages(trajs, parts, self.config.credit, self.config.reward.weights())
-
-    def update(
-        self, trajs: Sequence[Trajectory], advantages: Sequence[torch.Tensor], timer: Timings
-    ) -> dict[str, float]:
-        """Forward/backward every trajectory, all-reduce, clip and step; returns loss stats."""
-        return self._update(trajs, advantages, timer)
+        """Per-token advantages of each trajectory's policy tokens (`policy_token_advantages`)."""
+        credit = self.config.credit
+        return policy_token_advantages(
+            parts,
+            [t.masks.on_policy() for t in trajs],
+            [t.group for t in trajs],
+            weights=self.config.reward.weights(),
+            mode=credit.mode,
+            variant=credit.variant,
+            channel_regions=credit.channel_regions,
+            eps=credit.eps,
+        )
 
     def save(self) -> Path | None:
         """Checkpoint now (main rank writes; the others wait)."""

@@ -1,40 +1,47 @@
-"""One optimiser update of the policy from a batch of scored trajectories (DESIGN.md §5).
+"""One optimiser update of the policy from a batch of trajectories and their advantages.
 
-Every trajectory is re-rendered (`RolloutEngine.training_inputs`, checked to reproduce the
-sampled tokens) and scored by one forward pass of the policy (and of the frozen reference
-for the KL); the PPO-clip loss (`training.loss`) is back-propagated with a weight that makes
-the accumulated gradient the batch loss's (`loss_weight`); then gradients are all-reduced
-across ranks, clipped, and AdamW steps. The recomputed log-probs are compared with the
-sampled ones (``rollout/logprob_diff``).
+For each trajectory, one sequence at a time: re-render it (`render.replay_inputs`, checked
+to reproduce the sampled tokens), score its policy tokens under the frozen reference (for
+the KL) and under the policy (`logprobs.policy_logprobs`), and back-propagate the PPO-clip
+loss (`training.core.loss`) aggregated with the batch's global token and sequence counts, so
+the accumulated gradient is the batch loss's. Then gradients are summed across ranks,
+clipped, and AdamW steps.
+
+One update per batch of rollouts: the policy that sampled is the current one, so the "old"
+log-probs are the current ones detached (the ratio starts at 1). The recomputed log-probs
+are compared with the sampled ones (``rollout/logprob_diff``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from zoom_agent.training.config import TrainConfig
 from zoom_agent.training.core.loss import policy_loss
 from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop.logprobs import policy_logprobs
 from zoom_agent.training.loop.metrics import Timings
-from zoom_agent.training.rollout.engine import RolloutEngine
-from zoom_agent.training.rollout.render import RolloutError, policy_logprobs
+from zoom_agent.training.rollout.render import RolloutError, replay_inputs
 from zoom_agent.training.rollout.trajectory import Trajectory
 
+if TYPE_CHECKING:
+    from zoom_agent.models.hf import TransformersVLM
+
 STAT_NAMES = ("loss", "pg_loss", "kl", "clip_frac", "entropy", "approx_kl", "advantage", "advantage_sq")
-"""Per-token statistics averaged over the batch (``actor/*``, ``advantage/*``)."""
+"""Statistics of the batch (``actor/*``, ``advantage/*``): each sequence adds its share."""
 
 
 class PolicyUpdate:
     """Runs one update: forward/backward every trajectory, all-reduce, clip, step.
 
     Args:
-        model: the policy being trained.
+        policy: the policy being trained (its processor re-renders, its model is trained).
         ref_model: the frozen reference for the KL term, or None.
-        engine: re-renders trajectories (`RolloutEngine.training_inputs`) and names the banned ids.
+        banned_ids: token ids masked in sampling, masked the same way here.
         optimizer: the policy's optimiser.
         scheduler: its learning-rate schedule (stepped once per update).
         config: the run's configuration (loss, optimiser, agent limits).
@@ -43,18 +50,19 @@ class PolicyUpdate:
 
     def __init__(
         self,
-        model: Any,
+        policy: TransformersVLM,
         ref_model: Any | None,
-        engine: RolloutEngine,
+        banned_ids: Sequence[int],
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         config: TrainConfig,
         ctx: dist.DistContext,
     ) -> None:
-        self.model, self.ref_model, self.engine = model, ref_model, engine
+        self.policy, self.model, self.ref_model = policy, policy.model, ref_model
+        self.banned_ids = tuple(banned_ids)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.config, self.ctx = config, ctx
-        self.max_len = config.agent.max_tokens * turns_allowed(config)
+        self.max_len = config.agent.max_tokens * config.agent.max_model_calls  # Dr.GRPO's constant
 
     def __call__(
         self, trajs: Sequence[Trajectory], advantages: Sequence[torch.Tensor], timer: Timings
@@ -63,7 +71,7 @@ class PolicyUpdate:
 
         Args:
             trajs: this rank's trajectories with policy tokens.
-            advantages: one (P_b,) tensor per trajectory (`scoring.trajectory_advantages`).
+            advantages: one (P_b,) tensor per trajectory (`advantages.policy_token_advantages`).
             timer: the step's timings (``render`` and ``ref`` are recorded here).
 
         Returns:
@@ -73,107 +81,92 @@ class PolicyUpdate:
             RolloutError: a trajectory does not replay, or (with ``check_logprobs_atol``) its
                 recomputed log-probs differ from the sampled ones.
         """
-        counts = [float(sum(len(a) for a in advantages)), float(len(trajs))]
-        total_tokens, total_seqs = dist.all_reduce_sum(counts, self.ctx)
+        local = [float(sum(len(a) for a in advantages)), float(len(trajs))]
+        tokens, sequences = dist.all_reduce_sum(local, self.ctx)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         sums = dict.fromkeys(STAT_NAMES, 0.0)
-        adv_max = 0.0
-        diff = 0.0
+        diff = adv_max = 0.0
         for traj, adv in zip(trajs, advantages, strict=True):
             with timer("render"):
-                inputs = self.engine.training_inputs(traj)
-            n = len(traj.policy_positions)
-            weight = loss_weight(self.config.loss.aggregation, n, total_tokens, total_seqs)
-            stats, seq_diff = self._backward(traj, inputs, adv, weight, timer)
-            diff = max(diff, seq_diff)
+                inputs = replay_inputs(self.policy, traj)
+            stats, seq_diff = self._backward(traj, inputs, adv, (tokens, sequences), timer)
             for k in sums:
-                sums[k] += stats[k] * n
+                sums[k] += stats[k]
+            diff = max(diff, seq_diff)
             adv_max = max(adv_max, float(adv.abs().max()))
-        return self._step(sums, total_tokens, [diff, adv_max])
+        return self._step(sums, tokens, [diff, adv_max])
 
     def _backward(
-        self, traj: Trajectory, inputs: dict[str, Any], adv: torch.Tensor, weight: float, timer: Timings
+        self,
+        traj: Trajectory,
+        inputs: dict[str, Any],
+        adv: torch.Tensor,
+        counts: tuple[float, float],
+        timer: Timings,
     ) -> tuple[dict[str, float], float]:
-        """Back-propagate one sequence's weighted loss; returns its stats and max |logprob diff|."""
+        """Back-propagate one sequence's share of the batch loss; returns its share of the
+        statistics and its max |recomputed - sampled| log-prob."""
         c = self.config
         positions = traj.policy_positions
-        banned = self.engine.banned_ids
         ref = None
         if self.ref_model is not None and c.loss.kl_coef > 0:
             with timer("ref"), torch.no_grad():
-                ref, _ = policy_logprobs(self.ref_model, inputs, positions, banned)
-        logp, ent = policy_logprobs(self.model, inputs, positions, banned, entropy=True)
-        sampled = torch.tensor([traj.sampled_logprobs[i] for i in positions], device=logp.device)
-        diff = float((logp.detach() - sampled).abs().max())
-        if c.check_logprobs_atol is not None and diff > c.check_logprobs_atol:
-            raise RolloutError(
-                f"recomputed log-probs of {traj.question.id} differ from the sampled ones by {diff:.3g} "
-                f"(> check_logprobs_atol {c.check_logprobs_atol}): training does not see what was sampled"
-            )
+                ref, _ = policy_logprobs(self.ref_model, inputs, positions, self.banned_ids)
+        logp, ent = policy_logprobs(self.model, inputs, positions, self.banned_ids, entropy=True)
+        diff = self._check_sampled(traj, logp)
+        tokens, sequences = counts
         out = policy_loss(
             logp[None],
-            logp.detach()[None],
+            logp.detach()[None],  # the old policy is the current one (one update per batch)
             adv.to(logp.device)[None],
             torch.ones_like(logp, dtype=torch.bool)[None],
             ref_logprobs=None if ref is None else ref[None],
             clip_low=c.loss.clip_low,
             clip_high=c.loss.clip_high,
             kl_coef=c.loss.kl_coef,
-            entropy=ent[None] if c.loss.entropy_coef else None,
+            entropy=None if ent is None else ent[None],
             entropy_coef=c.loss.entropy_coef,
             aggregation=c.loss.aggregation,
             max_len=self.max_len,
+            tokens=tokens,
+            sequences=sequences,
         )
-        (out.loss * weight).backward()
+        out.loss.backward()
         stats = out.metrics(prefix="") | {
-            "entropy": float(ent.detach().mean()),
-            "advantage": float(adv.mean()),
-            "advantage_sq": float((adv * adv).mean()),
+            "advantage": float(adv.sum()) / max(tokens, 1.0),
+            "advantage_sq": float((adv * adv).sum()) / max(tokens, 1.0),
         }
         return stats, diff
 
-    def _step(self, sums: dict[str, float], total_tokens: float, maxima: list[float]) -> dict[str, float]:
-        """All-reduce gradients, clip, step; returns the batch means of ``sums`` and the maxima."""
+    def _check_sampled(self, traj: Trajectory, logp: torch.Tensor) -> float:
+        """Max |recomputed - sampled| log-prob; raises past ``check_logprobs_atol``."""
+        sampled = torch.tensor(traj.masks.sampled_logprobs(), device=logp.device)
+        diff = float((logp.detach() - sampled).abs().max())
+        atol = self.config.check_logprobs_atol
+        if atol is not None and diff > atol:
+            raise RolloutError(
+                f"recomputed log-probs of {traj.question.id} differ from the sampled ones by {diff:.3g} "
+                f"(> check_logprobs_atol {atol}): training does not see what was sampled"
+            )
+        return diff
+
+    def _step(self, sums: dict[str, float], tokens: float, maxima: list[float]) -> dict[str, float]:
+        """All-reduce gradients, clip, step; returns the batch statistics and the maxima."""
         dist.all_reduce_gradients(self.model, self.ctx)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)) if total_tokens else 0.0
-        if total_tokens:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)) if tokens else 0.0
+        if tokens:
             self.optimizer.step()
         self.scheduler.step()
         keys = list(sums)
-        reduced = dist.all_reduce_sum([sums[k] for k in keys], self.ctx)
-        mean = {k: v / max(total_tokens, 1.0) for k, v in zip(keys, reduced, strict=True)}
-        adv_mean, adv_sq = mean.pop("advantage"), mean.pop("advantage_sq")
-        out = {f"actor/{k}": v for k, v in mean.items()}
+        batch = dict(zip(keys, dist.all_reduce_sum([sums[k] for k in keys], self.ctx), strict=True))
+        adv_mean, adv_sq = batch.pop("advantage"), batch.pop("advantage_sq")
         diff, adv_max = dist.all_reduce_max(maxima, self.ctx)
-        out |= {
+        return {f"actor/{k}": v for k, v in batch.items()} | {
             "actor/grad_norm": grad_norm,
             "advantage/mean": adv_mean,
             "advantage/std": math.sqrt(max(adv_sq - adv_mean**2, 0.0)),
             "advantage/abs_max": adv_max,
             "rollout/logprob_diff": diff,  # max |recomputed - sampled| over policy tokens
         }
-        return out
-
-
-def loss_weight(aggregation: str, tokens: int, total_tokens: float, total_seqs: float) -> float:
-    """Weight of one sequence's aggregated loss so that the weighted sum is the batch's loss.
-
-    Args:
-        aggregation: the loss's aggregation mode.
-        tokens: the sequence's policy tokens.
-        total_tokens, total_seqs: over the whole batch (all ranks).
-
-    Returns:
-        The factor for the sequence's loss before ``backward``.
-    """
-    if aggregation == "token-mean":
-        return tokens / max(total_tokens, 1.0)
-    return 1.0 / max(total_seqs, 1.0)  # seq-mean-token-mean and Dr.GRPO average over sequences
-
-
-def turns_allowed(config: TrainConfig) -> int:
-    """Most model calls one rollout can make (zoom rounds and format retries): bounds ``max_len``."""
-    a = config.agent
-    return 1 + a.max_zoom_rounds + (1 + a.max_zoom_rounds) * a.format_retries

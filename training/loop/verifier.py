@@ -1,4 +1,4 @@
-"""The zoom-in reward's verifier: re-answer from the zoomed frames only (docs/METHOD.md §3).
+"""The zoom-in reward's verifier: re-answer from the zoomed frames only (docs/method.md §3).
 
 For one rollout: take its predicted evidence spans, build the zoomed view with
 `TemporalZoom` (the inference zoom code) under half the visual budget and at most 256

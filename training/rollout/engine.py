@@ -2,14 +2,14 @@
 
 Each rollout runs `graphs.build_zoom_graph` (the same graph as inference and evaluation)
 with a `PolicyRecorder` as its model. The recorder generates *token in, token out*: the
-prompt of every model call is rendered by `replay.render_conversation`, each earlier reply
+prompt of every model call is rendered by `render.render_conversation`, each earlier reply
 spliced in as the exact token ids the policy sampled, and a `sampler.TokenSampler` samples
 the reply. So the prompt of the last call, followed by its reply, is one sequence that
 holds every earlier call's prompt as a prefix: one training forward pass scores every
 policy token in the context it was sampled in. `PolicyRecorder` checks that prefix
-property at every call and `RolloutEngine.training_inputs` re-renders the conversation for
-the training pass and checks that it reproduces the sequence, policy tokens included; both
-fail loudly. `build_trajectory` assembles the recorded calls into a `Trajectory`.
+property at every call, and `render.replay_inputs` re-renders the conversation for the
+training pass and checks that it reproduces the sequence, policy tokens included; both fail
+loudly. `Trajectory.from_calls` lays the recorded calls out as one sequence.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import Family, VisionGeometry
 from zoom_agent.models.base import Completion, Turn, VLMRequest, VLMResponse
 from zoom_agent.training.core.masks import region_token_masks
-from zoom_agent.training.rollout.render import RolloutError, banned_token_ids, render_conversation, replay_inputs
+from zoom_agent.training.rollout.render import RolloutError, banned_token_ids, render_conversation
 from zoom_agent.training.rollout.sampler import TokenSampler, TransformersSampler
-from zoom_agent.training.rollout.trajectory import PolicyCall, Segment, Trajectory
+from zoom_agent.training.rollout.trajectory import PolicyCall, Trajectory
 from zoom_agent.types import GroundedAnswer, Question
 
 if TYPE_CHECKING:
@@ -88,9 +88,9 @@ class PolicyRecorder:
         call = self.engine.sampler.sample(prompt, s, call_seed)
         self.calls.append(call)
         self.turns = request.turns
-        from zoom_agent.models.hf import token_offsets
+        from zoom_agent.models.token_offsets import token_offsets, token_pieces
 
-        offsets = token_offsets(self.engine.vlm.tokenizer, call.token_ids, call.text)
+        offsets = token_offsets(call.text, token_pieces(self.engine.vlm.tokenizer, call.token_ids))
         completion = Completion(
             text=call.text,
             token_ids=call.token_ids,
@@ -102,7 +102,7 @@ class PolicyRecorder:
 
 
 class RolloutEngine:
-    """Runs recorded rollouts of the zoom graph and re-renders them for training.
+    """Runs recorded rollouts of the zoom graph.
 
     Args:
         vlm: the policy as a `TransformersVLM` (its processor renders; its model is trained).
@@ -141,7 +141,17 @@ class RolloutEngine:
             result = GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
         if recorder.fatal is not None:
             raise recorder.fatal
-        return build_trajectory(question, result, recorder, group=group, sample=sample, dialect=agent.dialect)
+        letters = question.letters or "ABCDE"
+        tokenizer = self.vlm.tokenizer
+        return Trajectory.from_calls(
+            question,
+            result,
+            group=group,
+            sample=sample,
+            turns=recorder.turns,
+            calls=recorder.calls,
+            regions=[reply_region_masks(tokenizer, c, agent.dialect, letters) for c in recorder.calls],
+        )
 
     async def rollouts(
         self,
@@ -171,10 +181,6 @@ class RolloutEngine:
         jobs = [one(i, q, g) for i, q in enumerate(questions) for g in range(group_size)]
         return list(await asyncio.gather(*jobs))
 
-    def training_inputs(self, trajectory: Trajectory) -> dict[str, Any]:
-        """Re-render a trajectory for the training pass and check it (see `replay.replay_inputs`)."""
-        return replay_inputs(self.vlm, trajectory)
-
 
 def _training_agent(agent: AgentConfig) -> AgentConfig:
     """The agent config with one conversation per question (``auto`` resolved to multi-step)."""
@@ -183,51 +189,18 @@ def _training_agent(agent: AgentConfig) -> AgentConfig:
     return agent
 
 
-def build_trajectory(
-    question: Question,
-    result: GroundedAnswer,
-    recorder: PolicyRecorder,
-    *,
-    group: int,
-    sample: int,
-    dialect: protocol.Dialect,
-) -> Trajectory:
-    """Assemble a `Trajectory` from a finished rollout's recorded calls."""
-    traj = Trajectory(question=question, group=group, sample=sample, result=result)
-    if not recorder.calls:
-        return traj
-    calls = tuple(recorder.calls)
-    last = calls[-1]
-    ids = [*last.prompt_ids, *last.token_ids]
-    n = len(ids)
-    loss, span, answer, logprobs = [False] * n, [False] * n, [False] * n, [0.0] * n
-    segments: list[Segment] = []
-    pos = 0
-    for call in calls:
-        start, end = len(call.prompt_ids), len(call.prompt_ids) + len(call.token_ids)
-        segments += [Segment("env", pos, start)] if start > pos else []
-        segments.append(Segment("policy", start, end))
-        masks = reply_region_masks(recorder.engine.vlm.tokenizer, call, dialect, question.letters or "ABCDE")
-        for k in range(start, end):
-            loss[k] = True
-            span[k], answer[k] = masks["span"][k - start], masks["answer"][k - start]
-            logprobs[k] = call.logprobs[k - start]
-        pos = end
-    traj.turns = (*recorder.turns, Turn(role="assistant", content=(last.text,)))
-    traj.calls, traj.input_ids, traj.segments = calls, ids, segments
-    traj.loss_mask, traj.span_mask, traj.answer_mask, traj.sampled_logprobs = loss, span, answer, logprobs
-    return traj
-
-
 def reply_region_masks(
     tokenizer: Any, call: PolicyCall, dialect: protocol.Dialect, letters: str
 ) -> dict[str, list[bool]]:
     """Span and answer token masks of one reply, from `protocol.parse` character offsets."""
-    from zoom_agent.models.hf import token_offsets
+    from zoom_agent.models.token_offsets import token_offsets, token_pieces
 
     parsed = protocol.parse(call.text, dialect, letters=letters)
     regions: Mapping[str, list[tuple[int, int]]] = {
         "span": [(r.start, r.end) for r in parsed.span_regions()],
         "answer": [(r.start, r.end) for r in parsed.answer_regions()],
     }
-    return region_token_masks(token_offsets(tokenizer, call.token_ids, call.text), regions)
+    offsets = token_offsets(call.text, token_pieces(tokenizer, call.token_ids))
+    if offsets is None:
+        raise RolloutError(f"the reply's {len(call.token_ids)} tokens do not decode to its text; no token masks")
+    return region_token_masks(offsets, regions)

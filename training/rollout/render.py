@@ -1,31 +1,28 @@
-"""Token-exact replay: render a conversation with sampled replies spliced in, and score it.
+"""Token-exact rendering: a conversation with the sampled replies spliced in as their ids.
 
 The prompt of every rollout call is the chat-template rendering of the conversation in
 which each earlier reply is spliced in as the exact token ids the policy sampled, never
 as re-tokenised text. (Re-tokenising a sampled reply rarely gives the sampled ids back,
 and then the training forward pass would score tokens the policy never produced.) The
-training pass renders the finished conversation the same way (`replay_inputs`), checks
-that it reproduces the recorded sequence, policy tokens included, and scores the policy's
-tokens with one forward pass (`policy_logprobs`).
+training pass renders the finished conversation the same way (`replay_inputs`) and checks
+that it reproduces the recorded sequence, policy tokens included.
 
 The policy never samples the multimodal placeholder tokens (`BANNED_TOKENS`): they belong to
 the environment, and a sampled ``<|video_pad|>`` would break the next prompt's video
 features. The policy is therefore the model with those logits masked, in sampling
-(`training.sampler`) and in training (`policy_logprobs`) alike.
+(`sampler`, `vllm_engine`) and in training (`training.loop.logprobs`) alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoom_agent.models.base import Turn, VLMRequest
 from zoom_agent.types import ClipRef
 
 if TYPE_CHECKING:
-    import torch
-
     from zoom_agent.models.hf import TransformersVLM
     from zoom_agent.training.rollout.trajectory import Trajectory
 
@@ -56,6 +53,9 @@ class RenderedPrompt:
         features: the processor's other outputs (pixel values, grids, frame timing).
         policy_spans: ``[start, end)`` of each spliced reply in ``input_ids``.
         clips: the conversation's clips, in the order of their video placeholders.
+        template_ids: the same prompt before the processor expanded each clip's placeholder
+            (one ``<|video_pad|>`` per clip, as the chat template writes it): what vLLM takes
+            with the frames, since it expands placeholders itself (`vllm_engine`).
     """
 
     input_ids: list[int]
@@ -63,6 +63,7 @@ class RenderedPrompt:
     features: dict[str, Any]
     policy_spans: list[tuple[int, int]]
     clips: tuple[ClipRef, ...] = ()
+    template_ids: list[int] = field(default_factory=list)
 
     def model_inputs(self, extra: Sequence[int] = (), device: Any = None) -> dict[str, Any]:
         """Batch-of-one model inputs, with ``extra`` (a reply) appended as text tokens."""
@@ -112,32 +113,48 @@ def render_conversation(
 
     blank = tuple(Turn(role="assistant", content=("",)) if t.role == "assistant" else t for t in turns)
     _, clips = chat_messages(blank)
-    inputs = vlm.render_inputs(VLMRequest(turns=blank))
+    request = VLMRequest(turns=blank)
+    inputs = vlm.render_inputs(request)
     ids = [int(i) for i in inputs["input_ids"][0].tolist()]
     mm = [int(i) for i in inputs["mm_token_type_ids"][0].tolist()]
     features = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    header = list(vlm.tokenizer.encode(_ASSISTANT_HEADER, add_special_tokens=False))
-    end: int = vlm.tokenizer.convert_tokens_to_ids(_END_OF_TURN)  # type: ignore[assignment]
-    slots = [p for p in range(len(header), len(ids)) if ids[p] == end and ids[p - len(header) : p] == header]
-    if len(slots) != len(replies) or ids[-len(header) :] != header:
+    out_ids, source, spans = _splice_replies(vlm.tokenizer, ids, replies)
+    out_mm = [mm[i] if i >= 0 else 0 for i in source]
+    template = list(vlm.tokenizer.encode(vlm.render_text(request), add_special_tokens=False))
+    template_ids, _, _ = _splice_replies(vlm.tokenizer, template, replies)
+    return RenderedPrompt(out_ids, out_mm, features, spans, tuple(clips), template_ids)
+
+
+def _splice_replies(
+    tokenizer: Any, ids: Sequence[int], replies: Sequence[Sequence[int]]
+) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Put each reply into its empty assistant turn of ``ids``.
+
+    Returns:
+        ``(spliced ids, source index in ids of each spliced token (-1 in replies), reply spans)``.
+    """
+    header = list(tokenizer.encode(_ASSISTANT_HEADER, add_special_tokens=False))
+    end: int = tokenizer.convert_tokens_to_ids(_END_OF_TURN)
+    slots = [p for p in range(len(header), len(ids)) if ids[p] == end and list(ids[p - len(header) : p]) == header]
+    if len(slots) != len(replies) or list(ids[-len(header) :]) != header:
         raise RolloutError(
             f"the chat template rendered {len(slots)} empty replies for {len(replies)} assistant turns "
             f"(or no generation header at the end); expected {_ASSISTANT_HEADER!r}...{_END_OF_TURN} per reply"
         )
     out_ids: list[int] = []
-    out_mm: list[int] = []
+    source: list[int] = []
     spans: list[tuple[int, int]] = []
     prev = 0
     for slot, reply in zip(slots, replies, strict=True):
         out_ids += ids[prev:slot]
-        out_mm += mm[prev:slot]
+        source += range(prev, slot)
         spans.append((len(out_ids), len(out_ids) + len(reply)))
         out_ids += reply
-        out_mm += [0] * len(reply)
+        source += [-1] * len(reply)
         prev = slot + 1 if reply and reply[-1] == end else slot  # a sampled <|im_end|> closes the turn
     out_ids += ids[prev:]
-    out_mm += mm[prev:]
-    return RenderedPrompt(out_ids, out_mm, features, spans, tuple(clips))
+    source += range(prev, len(ids))
+    return out_ids, source, spans
 
 
 def replay_inputs(vlm: TransformersVLM, trajectory: Trajectory) -> dict[str, Any]:
@@ -159,58 +176,16 @@ def replay_inputs(vlm: TransformersVLM, trajectory: Trajectory) -> dict[str, Any
         raise RolloutError(f"trajectory of {trajectory.question.id} has no policy tokens to train on")
     calls = trajectory.calls
     prompt = render_conversation(vlm, trajectory.turns[:-1], [c.token_ids for c in calls[:-1]])
-    ids = [*prompt.input_ids, *calls[-1].token_ids]
+    ids = (*prompt.input_ids, *calls[-1].token_ids)
     if ids != trajectory.input_ids:
         at = next(
             (i for i, (a, b) in enumerate(zip(ids, trajectory.input_ids, strict=False)) if a != b),
             min(len(ids), len(trajectory.input_ids)),
         )
-        where = "a policy token" if at < len(ids) and trajectory.loss_mask[at : at + 1] == [True] else "context"
+        where = "a policy token" if trajectory.masks.policy[at : at + 1] == (True,) else "context"
         raise RolloutError(
             f"re-rendering {trajectory.question.id} (sample {trajectory.sample}) does not reproduce the "
             f"sampled sequence: first difference at token {at} ({where}); lengths {len(ids)} vs "
             f"{len(trajectory.input_ids)}"
         )
     return prompt.model_inputs(calls[-1].token_ids, device=vlm.device)
-
-
-def policy_logprobs(
-    model: Any,
-    inputs: Mapping[str, Any],
-    positions: Sequence[int],
-    banned_ids: Sequence[int],
-    *,
-    entropy: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs (with grad if enabled) of the tokens at ``positions`` under the policy.
-
-    Only the logits that predict those tokens are computed (``logits_to_keep``), so memory
-    grows with the reply, not the prompt.
-
-    Args:
-        model: the Qwen-VL model.
-        inputs: batch-of-one inputs (`RolloutEngine.training_inputs`).
-        positions: indices of the policy's tokens in ``input_ids`` (all >= 1).
-        banned_ids: masked like in sampling.
-        entropy: also return each position's entropy.
-
-    Returns:
-        ``(logprobs (P,), entropy (P,) or None)`` in float32.
-    """
-    import torch
-
-    ids = inputs["input_ids"]
-    pos = torch.tensor(positions, dtype=torch.long, device=ids.device)
-    if pos.numel() == 0 or int(pos.min()) < 1:
-        raise ValueError("positions must be non-empty token indices >= 1 (token 0 has no prefix)")
-    out = model(**inputs, logits_to_keep=pos - 1, use_cache=False)
-    logits = out.logits[0].float()  # (P, V)
-    if banned_ids:
-        logits = logits.index_fill(-1, torch.tensor(list(banned_ids), device=logits.device), float("-inf"))
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, ids[0, pos].unsqueeze(-1)).squeeze(-1)
-    ent = None
-    if entropy:
-        probs = logp_all.exp()
-        ent = -(probs * torch.where(probs > 0, logp_all, torch.zeros_like(logp_all))).sum(-1)
-    return logp, ent

@@ -1,9 +1,9 @@
 """Samplers: who samples a rollout's replies from a rendered prompt, recording log-probs.
 
 `TokenSampler` is what the rollout recorder calls; `TransformersSampler` samples with the
-policy's own ``model.generate`` (the default), `training.vllm_engine.VLLMSampler` with a
+policy's own ``model.generate`` (the default), `vllm_engine.VLLMSampler` with a
 colocated vLLM engine. Both sample from the exact token ids of the rendered prompt and
-never sample `replay.BANNED_TOKENS`.
+never sample `render.BANNED_TOKENS`.
 """
 
 from __future__ import annotations
