@@ -1,4 +1,4 @@
-"""Confidences from token logprobs, and coarse-vs-fine arbitration (docs/METHOD.md §2).
+"""Confidences from token logprobs, and coarse-vs-fine arbitration (docs/method.md §2).
 
 The paper keeps the fine (zoomed) answer only if its answer-token probability beats the
 coarse one, and the fine spans only if neither the answer nor the span confidence drops.

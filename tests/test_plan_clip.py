@@ -1,4 +1,4 @@
-"""plan_clip and smart_resize: the token-budget rule V_res = L_v / N (docs/METHOD.md §2).
+"""plan_clip and smart_resize: the token-budget rule V_res = L_v / N (docs/method.md §2).
 
 Hand-computed cases pin the numbers; hypothesis checks the rules over random videos/spans.
 """

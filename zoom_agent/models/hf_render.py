@@ -3,7 +3,7 @@
 Rendering helpers of the transformers backend (`zoom_agent.models.hf`), also used by the
 trainer. numpy only at module level; transformers is imported inside `clip_metadata`.
 
-Timing, the facts these helpers must get right (FIELD-NOTES.md):
+Timing, the facts these helpers must get right (measured with transformers 5.2x):
 
 - Qwen3-VL writes ``<t seconds>`` into the prompt from ``frames_indices / fps``: each clip
   goes in with its *source* frame indices and the source fps, so the times are absolute.

@@ -1,4 +1,4 @@
-"""Tiny random Qwen-VL models, built offline in seconds (DESIGN.md §3, "Tiny").
+"""Tiny random Qwen-VL models, built offline in seconds (for tests, CI and the demo).
 
 `build_tiny_model` writes a directory that ``AutoProcessor``, ``AutoTokenizer`` and
 ``AutoModelForImageTextToText`` load with no network: an architecturally real
@@ -8,7 +8,7 @@ project's prompts and replies, the family's real chat template and its image and
 processor configs. Answers are meaningless; shapes, token plumbing, timestamps, logprobs
 and gradients are real, which is what tests, CI and the offline demo need.
 
-Sizes follow FIELD-NOTES.md: text hidden 64, 2 layers, head_dim 32 (vLLM's CPU attention
+Sizes that work here: text hidden 64, 2 layers, head_dim 32 (vLLM's CPU attention
 refuses 16), M-RoPE sections summing to head_dim / 2, vision depth 2, the family's patch
 size, temporal patch 2, spatial merge 2. The tokenizer is trained on a fixed corpus, so
 every tiny model shares it; ``seed`` sets the weights only.
@@ -215,7 +215,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
     )
     bpe.train_from_iterator(tiny_corpus(), trainer)
     model = json.loads(bpe.to_str())["model"]
-    # Qwen2Tokenizer wants merges as pairs; "a b" strings raise a TypeError (FIELD-NOTES).
+    # Qwen2Tokenizer wants merges as pairs; "a b" strings raise a TypeError.
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     tok = Qwen2Tokenizer(vocab=model["vocab"], merges=cast(Any, merges), model_max_length=32768)
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS[1:]])
