@@ -24,7 +24,8 @@ import pytest
 from fake_vllm import free_port, make_videos
 
 from zoom_agent import protocol
-from zoom_agent.config import AgentConfig, Budget, Family
+from zoom_agent.config import AgentConfig, Budget
+from zoom_agent.geometry import GEOMETRY, Family
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
 from zoom_agent.types import Question, Span, VideoInfo
 
@@ -63,7 +64,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         port=port,
         max_model_len=8192,
         family=family,
-        budget=Budget.for_family(family, visual_tokens=2048),
+        budget=Budget(visual_tokens=2048),
         python=_vllm_python() or sys.executable,
         extra=["--enforce-eager", "--gpu-memory-utilization", "0.3", "--max-num-seqs", "16"],
     )
@@ -86,8 +87,8 @@ def test_the_agent_runs_every_question_without_a_failed_request(served):
     from zoom_agent.models.served import OpenAIVLM
 
     family, _, infos, url = served
-    config = AgentConfig(budget=Budget.for_family(family, visual_tokens=1024), max_tokens=48)
-    vlm = OpenAIVLM(url, timeout=120)
+    config = AgentConfig(budget=Budget(visual_tokens=1024), max_tokens=48)
+    vlm = OpenAIVLM(url, family=family, timeout=120)
     questions = [
         Question(id=f"g{i}", video=info.path, question="What colour is the square?", options=("a", "b", "c"))
         for i, info in enumerate(infos * 3)
@@ -105,9 +106,9 @@ def test_every_planned_visual_token_reaches_the_model(served):
 
     family, model, infos, url = served
     info: VideoInfo = infos[0]
-    budget = Budget.for_family(family, visual_tokens=1024)
-    coarse = plan_clip(info, info.whole, budget, role="coarse")
-    zoom = plan_clip(info, Span(start=2.0, end=4.0), budget, role="zoom")
+    budget = Budget(visual_tokens=1024)
+    coarse = plan_clip(info, info.whole, budget, GEOMETRY[family], role="coarse")
+    zoom = plan_clip(info, Span(start=2.0, end=4.0), budget, GEOMETRY[family], role="zoom")
     request = VLMRequest(
         turns=(
             Turn(role="system", content=("Answer about the video.",)),
@@ -118,7 +119,7 @@ def test_every_planned_visual_token_reaches_the_model(served):
         ),
         sampling=Sampling(max_tokens=16, temperature=1.0, n=2, seed=0),
     )
-    response = asyncio.run(OpenAIVLM(url).generate(request))
+    response = asyncio.run(OpenAIVLM(url, family=family).generate(request))
     assert len(response.completions) == 2
     for c in response.completions:
         assert c.token_ids and c.logprobs and c.token_offsets
@@ -136,7 +137,7 @@ def test_images_are_refused_under_serves_default_limits(served):
     from zoom_agent.planning import plan_clip
 
     family, _, infos, url = served
-    clip = plan_clip(infos[0], Span(start=1.0, end=3.0), Budget.for_family(family, visual_tokens=512))
+    clip = plan_clip(infos[0], Span(start=1.0, end=3.0), Budget(visual_tokens=512), GEOMETRY[family])
     request = VLMRequest(turns=(Turn(role="user", content=("Look:", clip, "What is it?")),))
     vlm = OpenAIVLM(url, video_mode="images")
     with pytest.raises(ModelError, match=r"rejected the request.*image"):  # serve's default: 0 images
