@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from zoom_agent.cli.options import ExamplesHelp, add_agent_options, agent_config, command_usage, parameter_default
+from zoom_agent.datasets.synthetic import make_synthetic_task
 from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.eval.results import merge_results, read_results
 from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
-from zoom_agent.eval.tasks import SYNTHETIC_VIDEOS, TASK_ARGS, TASKS, Task, get_task
+from zoom_agent.eval.tasks import NEXTGQA_SPLITS, SYNTHETIC_VIDEOS, TASK_ARGS, TASKS, Task, get_task
 from zoom_agent.geometry import Family
 from zoom_agent.types import Question
 
@@ -100,7 +101,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--shard", type=parse_shard, default=None, help="K/N: questions i with i %% N == K (default: all questions)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic task and the oracle's noise")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=parameter_default(make_synthetic_task, "seed"),
+        help="seed of the synthetic task and the oracle's noise",
+    )
 
 
 def _task_options(p: argparse.ArgumentParser, name: str) -> None:
@@ -116,7 +122,7 @@ def _task_options(p: argparse.ArgumentParser, name: str) -> None:
             "--video-pattern", default=None, help="relative video path pattern, e.g. '{vid}.mp4' (default: the task's)"
         )
     if name == "nextgqa":
-        p.add_argument("--split", choices=["val", "test"], default="val", help="annotation split")
+        p.add_argument("--split", choices=NEXTGQA_SPLITS, default=NEXTGQA_SPLITS[0], help="annotation split")
         p.add_argument("--id-map", type=Path, default=None, help="map_vid_vidorID.json (default: none)")
     if name == "rextime":
         p.add_argument("--options", type=Path, default=None, help="options file, enables Acc (default: none)")

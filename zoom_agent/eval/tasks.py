@@ -280,9 +280,9 @@ def _nextgqa(a: dict[str, Any]) -> Task:
 
     ann = _need(a, "ann", "nextgqa", "the folder with {split}.csv and gsub_{split}.json")
     root = _need(a, "video_root", "nextgqa", "the folder the videos live under")
-    split = a.get("split") or "val"
-    if split not in ("val", "test"):
-        raise ValueError(f"task 'nextgqa': split must be 'val' or 'test', got {split!r}")
+    split = a.get("split") or NEXTGQA_SPLITS[0]
+    if split not in NEXTGQA_SPLITS:
+        raise ValueError(f"task 'nextgqa': split must be one of {', '.join(NEXTGQA_SPLITS)}, got {split!r}")
     extra = {k: a[k] for k in ("video_pattern", "id_map") if a.get(k) is not None}
     args = {"ann": str(ann), "video_root": str(root), "split": split, **extra}
     which: Literal["val", "test"] = "val" if split == "val" else "test"
@@ -335,6 +335,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], Task]] = {
     "mlvu": _multiple_choice("mlvu"),
     "lvbench": _multiple_choice("lvbench"),
 }
+NEXTGQA_SPLITS = ("val", "test")  # the official annotation splits; the first is the default
 SYNTHETIC_VIDEOS = 8  # ours: videos of the synthetic task unless told (about 13 questions each)
 
 TASK_ARGS = frozenset(
