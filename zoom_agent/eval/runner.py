@@ -7,7 +7,10 @@ the same folder resumes: it reads the lines already there, cuts a torn last line
 (a line counts only when it ends in a newline and parses), and runs only the questions
 without a line, so every question appears exactly once. A per-item failure (a bad video,
 a model error, even an exception escaping the agent) is a result line with status
-"error", counted and never fatal.
+"error", counted and never fatal. Its ``error_kind`` says whose failure it was
+(`results.error_kind`): "infra" (the model call failed: server down, timeout) is retried
+by the next run unless ``retry_infra_errors=False``, its new line superseding the old one
+(`results.standing_lines`); "item" (a broken video) stays recorded.
 
 The questions run grouped by video (`by_video`), so a video's coarse clip is decoded once
 for all its questions (NExT-GQA has about five per video).
@@ -18,8 +21,9 @@ however many questions there are (10,000 pending coroutines would each hold a fr
 
 Result line (one per question)::
 
-    {"id": "...", "index": 12, "status": "answered", "error": null, "wall_s": 0.41,
-     "finished_at": 1718000000.0, "result": {GroundedAnswer as JSON: clip refs, no pixels}}
+    {"id": "...", "index": 12, "status": "answered", "error": null, "error_kind": null,
+     "wall_s": 0.41, "finished_at": 1718000000.0,
+     "result": {GroundedAnswer as JSON: clip refs, no pixels}}
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from zoom_agent.eval.results import RESULTS_FILE, ResultWriter, check_lines, scan_lines
+from zoom_agent.eval.results import RESULTS_FILE, ResultWriter, check_lines, error_kind, scan_lines, standing_lines
 from zoom_agent.types import GroundedAnswer, Question, VideoInfo
 
 __all__ = ["RUN_FILE", "FolderInUseError", "RunSummary", "by_video", "run_eval", "select"]
@@ -66,9 +70,11 @@ class RunSummary(BaseModel):
     ran: int  # questions answered by this call
     answered: int
     unanswered: int
-    errors: int
+    errors: int  # item errors (the question failed: a broken video); they stay
+    infra_errors: int  # model/server failures still standing; the next run retries them
     missing: int  # selected questions still without a line (0 after a complete run)
     duplicates: int  # extra lines for an id already seen (kept out of every count)
+    retried: int  # questions this call re-ran because their line was an infra error
     torn_bytes: int  # bytes of a torn last line cut away on resume
     elapsed_s: float
 
@@ -168,7 +174,7 @@ async def _answer_one(agent: Answerer, index: int, question: Question, info: Vid
         result = await agent.arun(question, info=info)
     except Exception as exc:  # the agent should not raise; if it does, this item fails alone
         result = GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
-    return {
+    line = {
         "id": question.id,
         "index": index,
         "status": result.status,
@@ -177,32 +183,39 @@ async def _answer_one(agent: Answerer, index: int, question: Question, info: Vid
         "finished_at": round(time.time(), 3),
         "result": result.model_dump(mode="json"),
     }
+    return line | {"error_kind": error_kind(line)}
 
 
-def _done_before(path: Path, wanted: set[str]) -> tuple[Counter[str], set[str], int, int]:
-    """Status counts and ids of selected questions already done; duplicates; torn bytes cut."""
+def _tally(line: dict[str, Any]) -> str:
+    """The count a line goes to: its status, or "infra" for an infra error."""
+    return "infra" if error_kind(line) == "infra" else str(line.get("status"))
+
+
+def _done_before(path: Path, wanted: set[str], retry_infra: bool) -> tuple[Counter[str], set[str], int, int, int]:
+    """Tallies and ids of selected questions already done; duplicates; torn bytes cut; and
+    how many selected questions stand as infra errors (not done when ``retry_infra``)."""
     status: Counter[str] = Counter()
     done: set[str] = set()
-    duplicates = torn = 0
     if not path.is_file():
-        return status, done, 0, 0
+        return status, done, 0, 0, 0
     good, torn = check_lines(path)
     if torn:
         with path.open("r+b") as f:  # drop the torn tail so the next line starts clean
             f.truncate(good)
             os.fsync(f.fileno())
-    seen: set[str] = set()
-    for _, line in scan_lines(path):
-        assert line is not None  # check_lines let only whole lines stay
-        key = str(line["id"])
-        if key in seen:
-            duplicates += 1
+    lines = (line for _, line in scan_lines(path) if line is not None)  # check_lines left only whole lines
+    kept, duplicates, _ = standing_lines(lines)
+    infra = 0
+    for key, line in kept.items():
+        if key not in wanted:
             continue
-        seen.add(key)
-        if key in wanted:
-            done.add(key)
-            status[str(line.get("status"))] += 1
-    return status, done, duplicates, torn
+        if error_kind(line) == "infra":
+            infra += 1
+            if retry_infra:
+                continue
+        done.add(key)
+        status[_tally(line)] += 1
+    return status, done, duplicates, torn, infra
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
@@ -229,6 +242,7 @@ async def run_eval(
     progress: bool = True,
     infos: Mapping[str, VideoInfo] | None = None,
     meta: Mapping[str, Any] | None = None,
+    retry_infra_errors: bool = True,
 ) -> RunSummary:
     """Answer every selected question once, appending one result line each to ``OUT/results.jsonl``.
 
@@ -243,6 +257,8 @@ async def run_eval(
         infos: ``{video path: VideoInfo}`` so the graph skips opening those videos.
         meta: the run's identity etc. for ``run.json``; its ``"identity"`` must match what
             the folder already holds, so two different runs never mix in one file.
+        retry_infra_errors: re-run questions whose line is an infra error (the model call
+            failed); their new line supersedes the old one. Item errors are never re-run.
 
     Returns:
         A `RunSummary` with the counts over the selected questions.
@@ -262,7 +278,7 @@ async def run_eval(
     try:
         _check_meta(out, meta)
         path = out / RESULTS_FILE
-        status, done, duplicates, torn = _done_before(path, {q.id for _, q in pairs})
+        status, done, duplicates, torn, infra = _done_before(path, {q.id for _, q in pairs}, retry_infra_errors)
         todo = iter(by_video([(i, q) for i, q in pairs if q.id not in done]))
         ran = await _drain(agent, todo, path, status, len(pairs), len(done), concurrency, progress, infos)
     finally:
@@ -275,8 +291,10 @@ async def run_eval(
         answered=status["answered"],
         unanswered=status["unanswered"],
         errors=status["error"],
+        infra_errors=status["infra"],
         missing=len(pairs) - sum(status.values()),
         duplicates=duplicates,
+        retried=infra if retry_infra_errors else 0,
         torn_bytes=torn,
         elapsed_s=time.perf_counter() - t0,
     )
@@ -304,11 +322,11 @@ async def _drain(
             info = infos.get(question.video) if infos is not None else None
             line = await _answer_one(agent, index, question, info)
             writer.write(line)
-            status[line["status"]] += 1
+            status[_tally(line)] += 1
             ran += 1
             bar.update(1)
-            if status["error"]:
-                bar.set_postfix(errors=status["error"], refresh=False)
+            if status["error"] or status["infra"]:
+                bar.set_postfix(errors=status["error"], infra=status["infra"], refresh=False)
 
     try:
         async with asyncio.TaskGroup() as group:  # a failed write cancels the other workers

@@ -98,3 +98,21 @@ class VLM(Protocol):
 
 class ModelError(RuntimeError):
     """A backend failed to produce a response (after its own retries, if any)."""
+
+
+MODEL_FAILURE = "model failed: "  # how a result's error starts when the model call failed
+
+
+def model_failure(exc: BaseException) -> str:
+    """The error text of a result whose model call raised ``exc`` (the graph writes it).
+
+    Evaluation reads it back with `is_model_failure`: such an error is the
+    infrastructure's (server down, timeout, refused request), not the question's, so a
+    rerun retries it (`zoom_agent.eval.results.error_kind`).
+    """
+    return f"{MODEL_FAILURE}{type(exc).__name__}: {exc}"
+
+
+def is_model_failure(error: str | None) -> bool:
+    """Whether a result's error text says its model call failed (see `model_failure`)."""
+    return bool(error) and str(error).startswith(MODEL_FAILURE)
