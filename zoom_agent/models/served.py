@@ -162,6 +162,7 @@ class OpenAIVLM:
     ``asyncio.run`` ends it (or by ``await vlm.aclose()``); a loop closed by hand without
     finalising its async generators leaves them to the garbage collector (a warning).
 
+        self._geometry: VisionGeometry | None = None
     Example:
         >>> vlm = OpenAIVLM(["http://gpu1:8000/v1", "http://gpu2:8000/v1"])  # doctest: +SKIP
         >>> agent = ZoomAgent(vlm)  # or ZoomAgent("http://gpu1:8000/v1")  # doctest: +SKIP
@@ -214,14 +215,17 @@ class OpenAIVLM:
         Raises:
             ValueError: neither names a supported family; the message says how to name it.
         """
-        if self._family is not None:
-            return GEOMETRY[self._family]
-        if self.model is None:
-            raise ValueError(
-                f"the family of the model served at {self.endpoints[0]} is unknown: pass "
-                "family='qwen2_5_vl' or 'qwen3_vl' (CLI: --family), or a model= name that spells it"
-            )
-        return detect_geometry(self.model)
+        if self._geometry is None:  # found once: every view of every question is planned with it
+            if self._family is not None:
+                self._geometry = GEOMETRY[self._family]
+            elif self.model is None:
+                raise ValueError(
+                    f"the family of the model served at {self.endpoints[0]} is unknown: pass "
+                    "family='qwen2_5_vl' or 'qwen3_vl' (CLI: --family), or a model= name that spells it"
+                )
+            else:
+                self._geometry = detect_geometry(self.model)
+        return self._geometry
 
     @property
     def family(self) -> Family:
