@@ -1,4 +1,4 @@
-"""OpenAI chat format for the served backend: requests out, completions back (DESIGN.md §3).
+"""OpenAI chat format for the served backend: requests out, completions back (docs/serving.md §1).
 
 Pure translation, no network: `OpenAIVLM` (`zoom_agent.models.served`) sends what
 `render_messages` and `request_body` build and reads replies with `parse_completion`.
@@ -14,26 +14,35 @@ How a conversation goes out:
 - ``video_mode="images"``: each frame is an image part preceded by its absolute time
   (``<12.5 seconds>``), for endpoints without video input.
 
-Frame timing, one rate per request. vLLM takes a frame list's timing from the request's
-``media_io_kwargs["video"]`` (``fps``; frame indices default to 0..n-1). Those kwargs are
-keyed by modality for the whole request, not per video (a ``frames_indices`` list must
-even match every video's length), so all frame-list videos of one request share one
-frame rate. The design:
+Frame timing (docs/serving.md §4). vLLM takes a frame list's timing from the request's
+``media_io_kwargs["video"]`` (``fps``; frame indices 0..n-1): one rate for every video of
+the request, with no per-video metadata (a ``frames_indices`` list must even match every
+video's length). Measured on vLLM 0.32 (CPU build), a 20 s coarse clip (0.51 s apart) sent
+with a 1 s zoom (0.33 s apart) at the zoom's rate was shown as ``<0.2>..<12.8 seconds>``.
+So, by family (`request_timing`):
 
-- the request's ``fps`` is the frame rate of its newest clip (the view being answered);
-- each clip's absolute window is in the caption the graph writes before it
-  (`protocol.clip_caption`; Qwen2.5-VL restarts time at every video anyway);
-- a clip whose frame spacing differs from that rate by more than 2% gets one more text
-  line with its true spacing, so no clip is shown on a wrong time scale silently;
+- Qwen3-VL, "held frames": the request rate F is the fastest clip's. Each clip goes as a
+  list of N = (its length x F) + 1 slots, its n planned frames at the slots that
+  ``linspace(0, N-1, n)`` picks and each slot between holding the frame before it; the
+  request asks the processor to sample n frames per video (``mm_processor_kwargs``
+  ``{"do_sample_frames": true, "num_frames": [n1, n2, ...]}``), which picks exactly those
+  slots. The model sees the planned frames (the visual tokens equal the plan) and writes
+  ``<t seconds>`` = slot / F: each clip's true offsets from its own start, within half a
+  slot. A text line before each clip states that start (``times count from 7.5 s``), so
+  the caption's absolute window and the in-prompt times agree. (Absolute times would need
+  start x F leading slots per clip: thousands of frames for a late zoom in a long video.)
+  The processor samples 4 to 768 frames per video; a request with a clip outside that
+  range falls back to the shared rate below.
+- Qwen2.5-VL writes no times into the prompt and restarts its time axis at every video;
+  its spacing (``second_per_grid_ts``) comes from the request rate alone, whatever is
+  sampled, so it gets the newest clip's rate, and a clip whose spacing differs by more than
+  2% gets one more text line with its true spacing.
 - ``num_frames: -1`` goes along: vLLM otherwise keeps only the first 32 frames of a list.
 
-So over vLLM, Qwen3-VL's in-prompt ``<t seconds>`` are clip-local (the transformers
-backend gives absolute ones). Considered and rejected: the whole video by path
-(``--allowed-local-media-path``) beside the zoom as frames. vLLM would sample the coarse
-view itself (not `plan_clip`'s frames), and the shared per-request kwargs would still give
-both videos one frame rate and one pixel bound. The processor's size bounds that keep the
-planned frame sizes are server flags (`zoom_agent.serve`), so requests carry no
-``mm_processor_kwargs`` and the server needs no ``--trust-request-mm-kwargs``.
+The transformers backend gives Qwen3-VL absolute times (`zoom_agent.models.hf_render`);
+the served prompt's times are clip-local and say so. Requests carry ``media_io_kwargs``
+(and ``mm_processor_kwargs`` for Qwen3-VL): the server needs ``--trust-request-mm-kwargs``,
+which `zoom_agent.serve` sets, with the safeguards docs/serving.md §3 lists.
 
 Replies: `parse_completion` reads one choice (text, vLLM's ``token_ids``, per-token
 logprobs) and `token_offsets` maps the returned token strings back onto the text.
@@ -46,11 +55,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
+from zoom_agent.geometry import Family
 from zoom_agent.models.base import Completion, ModelError, Turn, VLMRequest
 from zoom_agent.types import ClipRef
 
 VideoMode = Literal["frames", "images"]
 SPACING_TOLERANCE = 0.02  # ours: spacings within 2% count as one frame rate
+SAMPLED_FRAMES = (4, 768)  # Qwen3-VL video processor's min_frames / max_frames (what vLLM clamps to)
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,53 @@ def spacing_note(ref: ClipRef, fps: float) -> str | None:
     return f"(its frames are {spacing:.2f} s apart, starting at {ref.timestamps[0]:.1f} s)"
 
 
+@dataclass(frozen=True)
+class RequestTiming:
+    """How a request's frame-list videos are timed (see the module notes).
+
+    ``held``: Qwen3-VL held frames at ``fps`` (the fastest clip's rate); otherwise one
+    shared rate ``fps`` (the newest clip's) with spacing notes.
+    """
+
+    fps: float
+    held: bool
+
+
+def request_timing(clips: Sequence[ClipRef], family: Family | None) -> RequestTiming | None:
+    """The timing of a request's frame-list videos; None when it has none."""
+    if not clips:
+        return None
+    lo, hi = SAMPLED_FRAMES
+    if family == "qwen3_vl" and all(lo <= c.num_frames <= hi for c in clips):
+        return RequestTiming(fps=max(1.0 / c.frame_spacing for c in clips), held=True)
+    return RequestTiming(fps=1.0 / clips[-1].frame_spacing, held=False)
+
+
+def held_slots(timestamps: Sequence[float], fps: float) -> tuple[int, tuple[int, ...]]:
+    """``(N, picked)``: a clip's slot count at ``fps`` and the slot of each of its frames.
+
+    ``picked`` is ``linspace(0, N-1, n)`` rounded, what Qwen3-VL's processor samples (and
+    vLLM times as ``slot / fps``); N is at least n, so the picked slots are distinct.
+    """
+    n = len(timestamps)
+    slots = max(n, round((timestamps[-1] - timestamps[0]) * fps) + 1)
+    return slots, tuple(int(i) for i in np.linspace(0, slots - 1, n).round())
+
+
+def held_frames(enc: EncodedClip, fps: float) -> list[str]:
+    """A clip's frames laid on its slots: each frame at its picked slot, every slot after
+    it holding it until the next one."""
+    slots, picked = held_slots(enc.timestamps, fps)
+    frames = enc.frames
+    out: list[str] = []
+    for k, frame in enumerate(frames):
+        end = picked[k + 1] if k + 1 < len(picked) else slots
+        out += [frame] * (end - picked[k])
+    return out
+
+
 def render_messages(
-    turns: Sequence[Turn], encoded: dict[ClipRef, EncodedClip], mode: VideoMode
+    turns: Sequence[Turn], encoded: dict[ClipRef, EncodedClip], mode: VideoMode, family: Family | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Turns as OpenAI chat messages, plus the request's vLLM media kwargs.
 
@@ -104,6 +162,8 @@ def render_messages(
         turns: the conversation; clips must all be in ``encoded``.
         encoded: the encoded frames of every clip.
         mode: ``"frames"`` (one video part per clip) or ``"images"`` (timed image parts).
+        family: the served model's family (it decides the timing, see the module notes);
+            None (unknown) gets the shared rate.
 
     Returns:
         ``(messages, extra_body)``.
@@ -112,7 +172,7 @@ def render_messages(
         ValueError: a clip in a system or tool turn (their roles take text only).
     """
     clips = [c for t in turns for c in t.clips]
-    fps = request_fps(clips) if mode == "frames" else None
+    timing = request_timing(clips, family) if mode == "frames" else None
     messages: list[dict[str, Any]] = []
     for i, turn in enumerate(turns):
         if turn.role in ("system", "tool", "assistant"):
@@ -125,23 +185,30 @@ def render_messages(
             if isinstance(part, str):
                 parts.append({"type": "text", "text": part})
             else:
-                parts += _clip_parts(part, encoded[part], fps)
+                parts += _clip_parts(part, encoded[part], timing)
         messages.append({"role": "user", "content": parts})
     extra: dict[str, Any] = {}
-    if fps is not None:
-        extra["media_io_kwargs"] = {"video": {"num_frames": -1, "fps": round(fps, 6)}}
+    if timing is not None:
+        extra["media_io_kwargs"] = {"video": {"num_frames": -1, "fps": round(timing.fps, 6)}}
+        if timing.held:
+            counts = [len(encoded[c].frames) for c in clips]
+            extra["mm_processor_kwargs"] = {"do_sample_frames": True, "num_frames": counts}
     return messages, extra
 
 
-def _clip_parts(ref: ClipRef, enc: EncodedClip, fps: float | None) -> list[dict[str, Any]]:
-    if fps is None:  # images: each frame with its absolute time
+def _clip_parts(ref: ClipRef, enc: EncodedClip, timing: RequestTiming | None) -> list[dict[str, Any]]:
+    if timing is None:  # images: each frame with its absolute time
         parts: list[dict[str, Any]] = []
         for t, frame in zip(enc.timestamps, enc.frames, strict=True):
             parts.append({"type": "text", "text": f"<{t:.1f} seconds>"})
             parts.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{frame}"}})
         return parts
-    video = {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(enc.frames)}}
-    note = spacing_note(ref, fps)
+    frames = held_frames(enc, timing.fps) if timing.held else list(enc.frames)
+    video = {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(frames)}}
+    if timing.held:
+        note: str | None = f"(times count from {ref.timestamps[0]:.1f} s)"
+    else:
+        note = spacing_note(ref, timing.fps)
     return [video] if note is None else [{"type": "text", "text": note}, video]
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible backend, vLLM first: `OpenAIVLM` (DESIGN.md §3).
+"""The OpenAI-compatible backend, vLLM first: `OpenAIVLM` (docs/serving.md §1).
 
 Named ``served.py`` so it never shadows the ``openai`` package. Only the served path
 imports it (``load_model`` does so lazily for ``http(s)://`` specs).
@@ -243,7 +243,7 @@ class OpenAIVLM:
         state = await self._state()
         try:
             encoded = await self._encode_all(state, [c for t in request.turns for c in t.clips])
-            messages, extra = render_messages(request.turns, encoded, self.video_mode)
+            messages, extra = render_messages(request.turns, encoded, self.video_mode, self._timing_family())
         except ModelError:
             raise
         except Exception as exc:
@@ -264,6 +264,13 @@ class OpenAIVLM:
             model=str(raw.get("model") or ""),
             latency_s=time.perf_counter() - t0,
         )
+
+    def _timing_family(self) -> Family | None:
+        """The family that decides frame timing (chat_format); None when unknown (shared rate)."""
+        try:
+            return self.family
+        except ValueError:
+            return None
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP connections (the object stays usable)."""
