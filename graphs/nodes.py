@@ -97,8 +97,8 @@ async def ask_model(
         span_confidence=span_confidence(completion, parsed),
         format_ok=parsed.format_ok,
         tool_calls=len(parsed.tool_calls) + len(parsed.tool_call_errors),
-        prompt_tokens=len(response.prompt_token_ids) if response.prompt_token_ids else None,
-        completion_tokens=len(completion.token_ids) if completion.token_ids else None,
+        prompt_tokens=len(response.prompt_token_ids) if response.prompt_token_ids else response.prompt_tokens,
+        completion_tokens=len(completion.token_ids) if completion.token_ids else completion.completion_tokens,
         latency_s=time.perf_counter() - t0,
     )
     return completion.text, parsed, trace

@@ -75,8 +75,12 @@ class ZoomAgent:
     def ask(
         self, video: str | Path, question: str, options: Sequence[str] | None = None, **kwargs: Any
     ) -> GroundedAnswer:
-        """Ask one question about a video (blocking; do not call from a running event loop)."""
-        return asyncio.run(self.aask(video, question, options, **kwargs))
+        """Ask one question about a video (blocking). Runs on one persistent background event
+        loop (`zoom_agent.sync`), so it works repeatedly with async clients and inside a
+        running loop such as Jupyter's (where ``await agent.aask(...)`` is the better call)."""
+        from zoom_agent.sync import shared_loop
+
+        return shared_loop().run(self.aask(video, question, options, **kwargs))
 
     async def astream(
         self, question: Question, *, thread_id: str | None = None
@@ -124,10 +128,6 @@ class ZoomAgent:
         return {"config": config, "context": ZoomContext(model=self.model, config=self.config)}
 
 
-def make_question(video: str | Path, question: str, options: Sequence[str] | None = None) -> Question:
-    """A `Question` for an ad-hoc ask, with a stable id derived from its content."""
-    opts = tuple(options) if options else None
-    digest = hashlib.sha1(f"{video}\0{question}\0{opts}".encode()).hexdigest()[:12]
 def model_geometry(model: object) -> VisionGeometry:
     """A model's vision geometry (``model.geometry``), checked once, up front.
 
@@ -144,6 +144,10 @@ def model_geometry(model: object) -> VisionGeometry:
     return geometry
 
 
+def make_question(video: str | Path, question: str, options: Sequence[str] | None = None) -> Question:
+    """A `Question` for an ad-hoc ask, with a stable id derived from its content."""
+    opts = tuple(options) if options else None
+    digest = hashlib.sha1(f"{video}\0{question}\0{opts}".encode()).hexdigest()[:12]
     return Question(id=f"q-{digest}", video=str(video), question=question, options=opts)
 
 

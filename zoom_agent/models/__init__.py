@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import re
+import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from zoom_agent.geometry import Family
 from zoom_agent.models.base import (
@@ -17,6 +19,9 @@ from zoom_agent.models.base import (
     VLMResponse,
 )
 from zoom_agent.models.scripted import ScriptedVLM
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = [
     "VLM",
@@ -35,23 +40,38 @@ def load_model(spec: VLM | str | Path | Any, *, family: Family | None = None) ->
     """Turn a model spec into a backend.
 
     Args:
-        spec: a `VLM` (returned as is); a local model directory (transformers backend);
-            an ``http(s)://host:port/v1`` URL of an OpenAI-compatible server such as vLLM
-            (`OpenAIVLM`; several replicas comma-separated; key from ``OPENAI_API_KEY``).
+        spec: a `VLM` (an object whose ``generate`` is ``async``; returned as is); a
+            LangChain chat model (wrapped in `LangChainVLM`); a local model directory
+            (transformers backend); an ``http(s)://host:port/v1`` URL of an
+            OpenAI-compatible server such as vLLM (`OpenAIVLM`; several replicas
+            comma-separated; key from ``OPENAI_API_KEY``); a ``provider:model`` string
+            (``init_chat_model``, e.g. ``openai:gpt-4.1-mini``).
 
         family: the model family where the spec cannot tell it (a served model whose
             name spells none); a spec whose own family differs is an error.
 
     Raises:
+        TypeError: an object that is neither a VLM nor a chat model.
         ValueError: the spec names nothing this function can load.
     """
+    if _is_chat_model(spec):
+        from zoom_agent.models.langchain import LangChainVLM
+
+        return LangChainVLM(spec)
     # Not isinstance(spec, VLM): on Python 3.11 that reads every protocol member, and a
     # served model's ``geometry`` may raise until its family is known (ZoomAgent checks it).
     if inspect.iscoroutinefunction(getattr(spec, "generate", None)):
         return cast(VLM, spec)
     if not isinstance(spec, str | Path):
-        raise TypeError(f"model must be a VLM, a model directory or a URL, got {type(spec).__name__}")
+        raise TypeError(
+            f"model must be a VLM (an object with 'async def generate(request)'), a LangChain chat model, "
+            f"a model directory, a URL or a 'provider:model' string; got {type(spec).__name__}"
+        )
     text = str(spec)
+    if PROVIDER_SPEC.fullmatch(text) and not Path(text).expanduser().exists():
+        from zoom_agent.models.langchain import LangChainVLM
+
+        return LangChainVLM(text)
     if text.startswith(("http://", "https://")):  # an OpenAI-compatible server; commas: replicas
         from zoom_agent.models.served import OpenAIVLM, served_family
 
@@ -67,4 +87,16 @@ def load_model(spec: VLM | str | Path | Any, *, family: Family | None = None) ->
         if family is not None and vlm.family != family:
             raise ValueError(f"model directory {path} holds a {vlm.family} model, not the {family} named")
         return vlm
-    raise ValueError(f"cannot load model {text!r}: expected a VLM object, a local model directory or an http(s):// URL")
+    raise ValueError(
+        f"cannot load model {text!r}: expected a VLM object, a local model directory, an http(s):// URL "
+        "or a 'provider:model' string"
+    )
+
+
+PROVIDER_SPEC = re.compile(r"[a-z][a-z0-9_-]*:[^/\\:][^\s]*")  # init_chat_model's "provider:model"
+
+
+def _is_chat_model(spec: object) -> TypeGuard[BaseChatModel]:
+    """A LangChain chat model, checked without importing langchain_core when it is not loaded."""
+    module = sys.modules.get("langchain_core.language_models")
+    return module is not None and isinstance(spec, module.BaseChatModel)
