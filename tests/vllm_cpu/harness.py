@@ -142,6 +142,10 @@ def _healthy(url: str) -> bool:
 
 
 def build_tiny(out: Path, family: Family) -> Path:
-    """The tiny random model, built by the project's own ``zoom-agent tiny-model``."""
+    """The tiny random model, (re)built by the project's own ``zoom-agent tiny-model``."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(zoom_agent_cli("tiny-model", str(out), "--family", family), check=True, capture_output=True)
     return out
