@@ -190,12 +190,15 @@ def thin_case(w: int, h: int, fps: float, n: int, family: str, tokens: int) -> C
 
 
 # Draws that once failed: the coarse view of a one-token-thin video came out wider than
-# its share and its native size (28x1456 from 1155x9), wider than the zoom (28x1148).
+# its share and its native size, so wider than the zoom. The issue's: 28x1428 coarse frames
+# and 28x476 zoomed ones from a 476x3 video; two more found the same way.
+THIN_ISSUE = thin_case(476, 3, 30.0, 30000, "qwen2_5_vl", 2048)
 THIN_WIDE = thin_case(1155, 9, 90.94070029470964, 131338, "qwen2_5_vl", 8192)
 THIN_TALL = thin_case(9, 902, 101.01462225362675, 146275, "qwen3_vl", 8192)
 
 
 @given(cases())
+@example(THIN_ISSUE)
 @example(THIN_WIDE)
 @example(THIN_TALL)
 @settings(max_examples=400, deadline=None)
@@ -232,6 +235,7 @@ def test_plan_properties(case: Case) -> None:
 
 
 @given(cases(), st.floats(0.05, 0.5))
+@example(THIN_ISSUE, 0.05)
 @example(THIN_WIDE, 0.09444350509661648)
 @example(THIN_TALL, 0.4976011175340388)
 @settings(max_examples=200, deadline=None)
@@ -245,6 +249,15 @@ def test_zoom_never_lowers_resolution(case: Case, frac: float) -> None:
 
 
 def test_thin_frames_fit_their_share() -> None:
+    # The issue's draw: 476x3, 1000 s, L_v 2048. Coarse: 768 frames, share 4,181 px, so the
+    # 13,171 px floor binds; smart_resize alone gives 28x1428 (3x the native 28x476). The rule
+    # gives the whole tokens that fit: 13,171 // 784 = 16 -> 28x448. The zoom (900-1000 s,
+    # 200 frames, share 16,056 px) is capped at the native 28x476: never below the coarse.
+    vid, _, budget, geometry, _, _ = THIN_ISSUE
+    coarse = plan_clip(vid, vid.whole, budget, geometry)
+    zoom = plan_clip(vid, span(900, 1000), budget, geometry, role="zoom")
+    assert (coarse.num_frames, coarse.height, coarse.width) == (768, 28, 448)
+    assert (zoom.num_frames, zoom.height, zoom.width) == (200, 28, 476)
     # 1155x9 at 8192 tokens, 768 frames: share 16,725 px. smart_resize alone gives 28x1456
     # (40,768 px: above the share and the native 28x1148); the rule gives 21 tokens = 28x588.
     vid, _, budget, geometry, _, _ = THIN_WIDE
