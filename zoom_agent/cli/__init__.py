@@ -1,7 +1,7 @@
 """The ``zoom-agent`` command: one module per sub-command.
 
 ``ask`` (`zoom_agent.cli.ask`), ``eval`` (`.eval`), ``train`` (`.train`), ``serve``
-(`.serve`), ``mcp`` (`.mcp`), ``demo`` (`.demo`), ``tiny-model`` (`.tiny_model`). Each module has
+(`.serve`), ``mcp`` (`.mcp`), ``view`` (`.view`), ``demo`` (`.demo`), ``tiny-model`` (`.tiny_model`). Each module has
 ``register(subparsers)``, which adds its parser and sets ``run(args) -> exit status``.
 Usage errors exit 2 with one line; a bad input found while running (a missing file, an
 unknown model family, ...) exits 1 with one line; heavy libraries load only when a
@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from zoom_agent.cli import ask, demo, eval, mcp, serve, tiny_model, train
+from zoom_agent.cli import ask, demo, eval, mcp, serve, tiny_model, train, view
 from zoom_agent.cli.options import UsageParser, command_usage
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (ask, eval, train, serve, mcp, demo, tiny_model)
+COMMANDS = (ask, eval, train, serve, mcp, view, demo, tiny_model)
 
 
 def build_parser() -> UsageParser:
@@ -30,7 +30,7 @@ def build_parser() -> UsageParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
-    parser.set_defaults(run=command_usage(parser, "ask, eval, train, serve, mcp, demo, tiny-model"))
+    parser.set_defaults(run=command_usage(parser, "ask, eval, train, serve, mcp, view, demo, tiny-model"))
     return parser
 
 
