@@ -1,4 +1,4 @@
-"""Target 4 of docs/QUALITY.md: vectorised token-selective advantages vs the reference loop.
+"""Target 4 of docs/quality.md §1: vectorised token-selective advantages vs the reference loop.
 
 64 sequences x 2,048 tokens in groups of 8 (G = 8, their code), variants A and B. Each
 sequence gets a realistic layout: a sampled response of random length with tool-result

@@ -1,6 +1,6 @@
-"""A slow, literal reference for `credit.token_selective_advantages` (tests and benchmark only).
+"""A slow, literal reference for `core.credit.token_selective_advantages` (tests and benchmark only).
 
-Plain Python loops over sequences and tokens, written from the formulas of docs/METHOD.md §4
+Plain Python loops over sequences and tokens, written from the formulas of docs/method.md §4
 and issue 6 §3 without the class-table trick of the vectorised code. The paper's default
 channel regions are restated here on purpose (not imported), so that a change to either
 copy is caught by the equivalence tests.

@@ -13,7 +13,6 @@ from zoom_agent.training.core.credit import (
     CHANNELS,
     REGIONS,
     grpo_advantages,
-    per_channel_advantages,
     token_selective_advantages,
 )
 
@@ -210,14 +209,6 @@ def test_grpo_zero_variance_is_exactly_zero_in_float32() -> None:
     adv = grpo_advantages(torch.full((8,), 0.1), torch.zeros(8, dtype=torch.long))
     assert torch.equal(adv, torch.zeros(8))
     assert grpo_advantages(torch.tensor([True, False]), torch.tensor([0, 0])).dtype == torch.float32
-
-
-def test_per_channel_is_grpo_per_channel() -> None:
-    inputs = _random_batch(3, dtype=torch.float32)
-    per = per_channel_advantages(inputs["rewards"], inputs["group"])
-    assert set(per) == set(CHANNELS)
-    for k in CHANNELS:
-        assert torch.allclose(per[k], grpo_advantages(inputs["rewards"][k], inputs["group"]), atol=1e-7)
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,12 @@ import random
 import re
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from zoom_agent.training.core.masks import (
-    batch_char_spans_to_token_mask,
     char_spans_to_token_mask,
     region_token_masks,
 )
@@ -105,8 +103,6 @@ def test_rule_on_hand_offsets() -> None:
     ]
     assert char_spans_to_token_mask(offsets, []) == [False] * 6
     assert char_spans_to_token_mask([], [(0, 4)]) == []
-    batch = batch_char_spans_to_token_mask(torch.tensor([offsets]), torch.tensor([[(4, 6), (1, 1), (0, 0)]]))
-    assert batch.tolist() == [[False, False, True, True, False, False]]  # empty spans never match
     assert region_token_masks(offsets, {"span": [(3, 4)], "answer": [(10, 12)]}) == {
         "span": [False, False, True, False, False, False],
         "answer": [False, False, False, False, False, True],
@@ -126,33 +122,6 @@ def test_rule_on_hand_offsets() -> None:
 def test_bad_pairs_get_clear_errors(offsets: list, spans: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         char_spans_to_token_mask(offsets, spans)
-
-
-pairs = st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda p: (min(p), max(p)))
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.lists(pairs, min_size=0, max_size=12), st.lists(pairs, max_size=4)),
-        min_size=1,
-        max_size=4,
-    )
-)
-def test_batch_variant_equals_list_variant(rows: list) -> None:
-    length = max(1, max(len(o) for o, _ in rows))
-    width = max(1, max(len(s) for _, s in rows))
-    offsets = torch.zeros(len(rows), length, 2, dtype=torch.long)
-    spans = torch.zeros(len(rows), width, 2, dtype=torch.long)
-    for b, (o, s) in enumerate(rows):
-        offsets[b, : len(o)] = torch.tensor(o, dtype=torch.long).reshape(-1, 2)
-        spans[b, : len(s)] = torch.tensor(s, dtype=torch.long).reshape(-1, 2)
-    got = batch_char_spans_to_token_mask(offsets, spans)
-    for b, (o, s) in enumerate(rows):
-        assert got[b, : len(o)].tolist() == char_spans_to_token_mask(o, s)
-        assert not got[b, len(o) :].any()  # (0, 0) padding tokens never count
-    with pytest.raises(ValueError, match="same batch size"):
-        batch_char_spans_to_token_mask(offsets, spans[:0])
 
 
 texts = st.integers(0, 2**32 - 1).map(lambda seed: _response(random.Random(seed)))

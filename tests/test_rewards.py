@@ -1,4 +1,4 @@
-"""Rewards of docs/METHOD.md §3: each part on its own, the paper's total, the data filter."""
+"""Rewards of docs/method.md §3: each part on its own, the paper's total, the data filter."""
 
 from __future__ import annotations
 

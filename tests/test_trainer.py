@@ -77,6 +77,22 @@ def test_overrides_nest_and_parse_yaml_scalars(tmp_path: Path) -> None:
     assert mine.max_steps == 3 and mine.agent.max_tokens == 7 and mine.agent.temperature == 1.0
 
 
+def test_the_package_exports_its_public_names_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zoom_agent.training as t; light = 'torch' not in sys.modules; "
+        "missing = [n for n in t.__all__ if getattr(t, n, None) is None]; print(light, missing)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
+    import zoom_agent.training as training
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        training.Nope  # noqa: B018
+
+
 @pytest.mark.parametrize(
     ("recipe", "overrides", "error", "match"),
     [

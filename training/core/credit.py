@@ -88,31 +88,6 @@ def grpo_advantages(rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normal
     return out[:, 0].to(_out_dtype([rewards]))
 
 
-def per_channel_advantages(
-    rewards: Mapping[str, Tensor], group: Tensor, *, eps: float = 1e-6, normalize_std: bool = True
-) -> dict[str, Tensor]:
-    """GRPO advantage of each reward channel on its own (the Â_k of variant A).
-
-    Args:
-        rewards: channel name -> (B,) rewards; any channel names.
-        group: (B,) integer group ids.
-        eps: added to each channel's group std.
-        normalize_std: as in `grpo_advantages`.
-
-    Returns:
-        channel name -> (B,) advantages, each normalised within its group.
-    """
-    batch = _check_group(group)
-    if not rewards:
-        raise ValueError("rewards must hold at least one channel, got an empty mapping")
-    names = list(rewards)
-    stacked = torch.stack([_check_reward(rewards[k], f"rewards[{k!r}]", batch).double() for k in names], 1)
-    inverse, num_groups = _group_index(group)
-    out = _group_zscore(stacked, None, inverse, num_groups, eps, normalize_std)
-    dtype = _out_dtype(list(rewards.values()))
-    return {k: out[:, i].to(dtype) for i, k in enumerate(names)}
-
-
 def token_selective_advantages(
     rewards: Mapping[str, Tensor],
     regions: Mapping[str, Tensor],
@@ -128,7 +103,8 @@ def token_selective_advantages(
     m_k(t) = 1 where token t lies in one of channel k's regions.
 
     - Variant A (normalise per channel, then mask):
-      ``A_t = (1/3) * sum_k m_k(t) * Â_k``, Â_k the per-group GRPO advantage of channel k.
+      ``A_t = (1/3) * sum_k m_k(t) * Â_k``, Â_k the per-group GRPO advantage of channel k
+      (`grpo_advantages` of its rewards).
     - Variant B (mask raw rewards, then normalise): ``s_t = (1/4) * sum_k m_k(t) * r_k``, then
       ``A_t = (s_t - mean) / (std + eps)`` with mean and unbiased std over all loss-masked
       tokens of the group.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 
-import torch
 from torch import Tensor
 
 from zoom_agent.spans import merge
@@ -71,34 +70,6 @@ def region_token_masks(
     return {name: char_spans_to_token_mask(offsets, spans) for name, spans in regions.items()}
 
 
-def batch_char_spans_to_token_mask(offsets: Tensor, char_spans: Tensor) -> Tensor:
-    """Vectorised `char_spans_to_token_mask` for a padded batch.
-
-    Args:
-        offsets: (B, T, 2) integer token character ranges; padding tokens as (0, 0).
-        char_spans: (B, S, 2) integer character spans per sequence; padding spans as (0, 0)
-            (an empty span never matches, so padding needs no separate validity mask).
-
-    Returns:
-        (B, T) bool: token t of sequence b overlaps one of sequence b's spans.
-    """
-    for name, value in (("offsets", offsets), ("char_spans", char_spans)):
-        if not isinstance(value, Tensor) or value.ndim != 3 or value.shape[-1] != 2:
-            raise ValueError(f"{name} must be a (B, N, 2) tensor of character ranges, got {_shape(value)}")
-        if value.dtype.is_floating_point or value.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer character positions, got dtype {value.dtype}")
-        if bool((value[..., 0] < 0).any()) or bool((value[..., 0] > value[..., 1]).any()):
-            raise ValueError(f"{name} must hold ranges with 0 <= start <= end")
-    if offsets.shape[0] != char_spans.shape[0]:
-        raise ValueError(
-            f"offsets and char_spans must have the same batch size, got {offsets.shape[0]} and {char_spans.shape[0]}"
-        )
-    a, b = offsets[..., 0, None], offsets[..., 1, None]  # (B, T, 1)
-    s, e = char_spans[:, None, :, 0], char_spans[:, None, :, 1]  # (B, 1, S)
-    overlap = (a < e) & (s < b) & (s < e)  # an empty span (padding included) never matches
-    return overlap.any(-1) & (offsets[..., 0] < offsets[..., 1])
-
-
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted union of the non-empty spans (touching spans join: same characters covered)."""
     return [(int(s), int(e)) for s, e in merge(p for p in spans if p[0] < p[1])]
@@ -129,9 +100,3 @@ def _as_int(value: object, name: str, i: int, pair: object) -> int:
     if index is not None:
         return int(index())
     raise ValueError(f"{name}[{i}] must hold integers, got {pair!r}")
-
-
-def _shape(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"shape {tuple(value.shape)}"
-    return type(value).__name__

@@ -64,13 +64,14 @@ class Trainer:
         self.agent = config.agent
         resume_from = ckpt.latest_checkpoint(self.out / "checkpoints") if config.resume else None
         self.initial_path = self._initial_model()
-        self.policy = self._load_vlm(resume_from / "model" if resume_from else self.initial_path)
+        policy_path = resume_from / "model" if resume_from else self.initial_path
+        self.policy = self._load_vlm(policy_path)
         self.model = self.policy.model
         self._set_trainable()
         dist.broadcast_parameters(self.model, self.ctx)
         needs_ref = config.loss.kl_coef > 0 or config.reward.verifier == "reference"
         self.ref = self._load_vlm(self.initial_path, frozen=True) if needs_ref else None
-        self.engine = RolloutEngine(self.policy, self._sampler())
+        self.engine = RolloutEngine(self.policy, self._sampler(policy_path))
         self.verifier = self._verifier()
         self.questions = list(questions) if questions is not None else self._load_questions()
         self.total_steps = config.max_steps or math.ceil(config.epochs * len(self.questions) / config.prompts_per_step)
@@ -85,91 +86,7 @@ class Trainer:
             self.policy, ref_model, self.engine.banned_ids, self.optimizer, self.scheduler, config, self.ctx
         )
 
-    # -- setup -------------------------------------------------------------------------
-    def _initial_model(self) -> Path:
-        p = self.config.policy
-        if p.path is not None:
-            return Path(p.path).expanduser()
-        tiny = self.out / "tiny-model"
-        if self.ctx.is_main and not (tiny / "config.json").is_file():
-            from zoom_agent.models.tiny import build_tiny_model
-
-            build_tiny_model(tiny, p.tiny_family, seed=p.tiny_seed, overwrite=True)
-        dist.barrier(self.ctx)
-        return tiny
-
-    def _load_vlm(self, path: Path, *, frozen: bool = False) -> Any:
-        from zoom_agent.models.hf import TransformersVLM
-
-        device = self.config.policy.device
-        if device == "cuda" and self.ctx.enabled:
-            device = f"cuda:{self.ctx.local_rank}"
-        vlm = TransformersVLM(path, device=device, dtype=self.config.policy.dtype)
-        if frozen:
-            vlm.model.requires_grad_(False)
-        return vlm
-
-    def _set_trainable(self) -> None:
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(self.config.policy.train_vision_tower or ".visual." not in f".{name}")
-
-    def _sampler(self) -> Any:
-        if self.config.engine == "vllm":
-            from zoom_agent.training.rollout.vllm_engine import VLLMSampler
-
-            return VLLMSampler(self.policy, self.engine_path(), **self.config.vllm)
-        return None  # RolloutEngine's default: transformers on the policy itself
-
-    def engine_path(self) -> Path:
-        """The weights the rollout engine starts from (it is synced after every step)."""
-        return self.initial_path
-
-    def _verifier(self) -> ZoomVerifier | None:
-        r = self.config.reward
-        if r.verifier == "none":
-            return None
-        model = self.ref if r.verifier == "reference" else self.policy
-        a = self.agent
-        return ZoomVerifier(
-            model,
-            a.budget,
-            dialect=a.dialect,
-            fraction=r.verifier_budget_fraction,
-            max_frames=r.verifier_max_frames,
-            pad=a.zoom_pad,
-            min_seconds=a.min_zoom_seconds,
-        )
-
-    def _load_questions(self) -> list[Question]:
-        if self.ctx.is_main:  # rank 0 writes the synthetic task; the others read it
-            questions = data_mod.load_questions(self.config.data, self.out, write=True)
-        dist.barrier(self.ctx)
-        if not self.ctx.is_main:
-            questions = data_mod.load_questions(self.config.data, self.out, write=False)
-        if self.config.difficulty_filter:
-            return kept_questions(self.engine, questions, self.config, self.ctx)
-        return questions
-
     # -- the loop ----------------------------------------------------------------------
-    def train(self) -> list[dict[str, float]]:
-        """Run the remaining steps; returns each step's metrics (this process's view)."""
-        history = []
-        bar = progress_bar(self.total_steps, self.step_count, enabled=self.config.progress and self.ctx.is_main)
-        while self.step_count < self.total_steps:
-            metrics = self.step()
-            history.append(metrics)
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward/total']:.3f}")
-            if self.config.save_every and self.step_count % self.config.save_every == 0:
-                self.save()
-        bar.close()
-        if history:
-            self.save()
-            if self.ctx.is_main:
-                ckpt.save_model(self.model, self.policy.processor, self.out / "final_model")
-        self.log.close()
-        return history
-
     def step(self) -> dict[str, float]:
         """One GRPO step on the next batch of the data stream; returns its metrics line."""
         timer = Timings()
@@ -237,6 +154,25 @@ class Trainer:
             eps=credit.eps,
         )
 
+    def train(self) -> list[dict[str, float]]:
+        """Run the remaining steps; returns each step's metrics (this process's view)."""
+        history = []
+        bar = progress_bar(self.total_steps, self.step_count, enabled=self.config.progress and self.ctx.is_main)
+        while self.step_count < self.total_steps:
+            metrics = self.step()
+            history.append(metrics)
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward/total']:.3f}")
+            if self.config.save_every and self.step_count % self.config.save_every == 0:
+                self.save()
+        bar.close()
+        if history:
+            self.save()
+            if self.ctx.is_main:
+                ckpt.save_model(self.model, self.policy.processor, self.out / "final_model")
+        self.log.close()
+        return history
+
     def save(self) -> Path | None:
         """Checkpoint now (main rank writes; the others wait)."""
         path = None
@@ -253,6 +189,68 @@ class Trainer:
             )
         dist.barrier(self.ctx)
         return path
+
+    # -- setup -------------------------------------------------------------------------
+    def _initial_model(self) -> Path:
+        p = self.config.policy
+        if p.path is not None:
+            return Path(p.path).expanduser()
+        tiny = self.out / "tiny-model"
+        if self.ctx.is_main and not (tiny / "config.json").is_file():
+            from zoom_agent.models.tiny import build_tiny_model
+
+            build_tiny_model(tiny, p.tiny_family, seed=p.tiny_seed, overwrite=True)
+        dist.barrier(self.ctx)
+        return tiny
+
+    def _load_vlm(self, path: Path, *, frozen: bool = False) -> Any:
+        from zoom_agent.models.hf import TransformersVLM
+
+        device = self.config.policy.device
+        if device == "cuda" and self.ctx.enabled:
+            device = f"cuda:{self.ctx.local_rank}"
+        vlm = TransformersVLM(path, device=device, dtype=self.config.policy.dtype)
+        if frozen:
+            vlm.model.requires_grad_(False)
+        return vlm
+
+    def _set_trainable(self) -> None:
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(self.config.policy.train_vision_tower or ".visual." not in f".{name}")
+
+    def _sampler(self, weights: Path) -> Any:
+        """vLLM starts from the weights the policy was loaded from (synced after every step)."""
+        if self.config.engine == "vllm":
+            from zoom_agent.training.rollout.vllm_engine import VLLMSampler
+
+            return VLLMSampler(self.policy, weights, **self.config.vllm)
+        return None  # RolloutEngine's default: transformers on the policy itself
+
+    def _verifier(self) -> ZoomVerifier | None:
+        r = self.config.reward
+        if r.verifier == "none":
+            return None
+        model = self.ref if r.verifier == "reference" else self.policy
+        a = self.agent
+        return ZoomVerifier(
+            model,
+            a.budget,
+            dialect=a.dialect,
+            fraction=r.verifier_budget_fraction,
+            max_frames=r.verifier_max_frames,
+            pad=a.zoom_pad,
+            min_seconds=a.min_zoom_seconds,
+        )
+
+    def _load_questions(self) -> list[Question]:
+        if self.ctx.is_main:  # rank 0 writes the synthetic task; the others read it
+            questions = data_mod.load_questions(self.config.data, self.out, write=True)
+        dist.barrier(self.ctx)
+        if not self.ctx.is_main:
+            questions = data_mod.load_questions(self.config.data, self.out, write=False)
+        if self.config.difficulty_filter:
+            return kept_questions(self.engine, questions, self.config, self.ctx)
+        return questions
 
 
 def _hook(sampler: Any, name: str, *args: Any) -> None:
