@@ -100,18 +100,30 @@ class ZoomAgent:
         return _iterate_in_thread(lambda: self.astream(q))
 
     # -- many questions ---------------------------------------------------------------
-    async def abatch(self, questions: Iterable[Question], *, concurrency: int = 8) -> list[GroundedAnswer]:
-        """Answer many questions at once, at most ``concurrency`` in flight; results in input
-        order; one failing item gives an error result and never stops the others."""
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        gate = asyncio.Semaphore(concurrency)
+    async def abatch(self, questions: Iterable[Question], **options: Any) -> list[GroundedAnswer]:
+        """Answer many questions at once; results in input order; one failing or timed-out
+        item gives an error result and never stops the others.
 
-        async def one(q: Question) -> GroundedAnswer:
-            async with gate:
-                return await self.arun(q)
+        Args:
+            questions: the questions (every item is checked before any runs).
+            options: ``concurrency`` (8), ``timeout`` (seconds per item), ``progress``
+                (``(done, total, index, result)`` callback), ``thread_id`` (question ->
+                thread id, with a checkpointer; default the question's id): see
+                `zoom_agent.batch.answer_as_completed`.
+        """
+        results: dict[int, GroundedAnswer] = {}
+        async for index, result in self.abatch_as_completed(questions, **options):
+            results[index] = result
+        return [results[i] for i in range(len(results))]
 
-        return list(await asyncio.gather(*(one(q) for q in questions)))
+    def abatch_as_completed(
+        self, questions: Iterable[Question], **options: Any
+    ) -> AsyncIterator[tuple[int, GroundedAnswer]]:
+        """Like `abatch`, but yield ``(index, result)`` as each question finishes, so a caller
+        that stops or is cancelled keeps every result finished so far."""
+        from zoom_agent.batch import answer_as_completed
+
+        return answer_as_completed(self, questions, **options)
 
     # -- plumbing ---------------------------------------------------------------------
     def _input(self, question: Question, info: VideoInfo | None) -> dict[str, Any]:
