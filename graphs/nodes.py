@@ -27,6 +27,7 @@ from zoom_agent.planning import plan_clip
 from zoom_agent.protocol import Dialect
 from zoom_agent.spans import merge
 from zoom_agent.tools.zoom import TemporalZoom
+from zoom_agent.tracing import progress, traced_zoom
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
 from zoom_agent.video import open_video
 
@@ -112,7 +113,9 @@ async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[st
     except Exception as exc:
         return {"error": model_failure(exc), "calls": []}
     reply = Turn(role="assistant", content=(text,))  # kept even when unreadable: the model sees what it wrote
-    return {"turns": [reply], "trace": [trace], "calls": _zoom_calls(parsed, config)}
+    calls = _zoom_calls(parsed, config)
+    progress({"step": "model", "round": trace.round, "answer": trace.answer, "zoom_calls": len(calls)})
+    return {"turns": [reply], "trace": [trace], "calls": calls}
 
 
 async def remind(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
@@ -153,7 +156,10 @@ async def zoom(task: ZoomTask, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     elif call["name"] != protocol.ZOOM_TOOL_NAME:
         result = tool.error_result(f"unknown tool {call['name']!r}; the only tool is {protocol.ZOOM_TOOL_NAME}", {})
     else:
-        result = tool(call["arguments"])
+        call_id = f"zoom_{task['round']}_{task['index']}"
+        result = await traced_zoom(call["arguments"], lambda: tool(call["arguments"]), call_id=call_id)
+    window = None if result.clip is None else list(result.clip.span.as_tuple())
+    progress({"step": "zoom", "round": task["round"], "call": task["index"], "window": window, "error": result.error})
     return {"zooms": [result.trace(task["round"], task["index"])]}
 
 
