@@ -5,7 +5,8 @@ types per role (a ``role: tool`` message with an image or video is rejected), fr
 videos ``data:video/jpeg;base64,f1,f2,...`` whose frames must decode as JPEGs of one
 size, ``media_io_kwargs`` (vLLM's keys and types; without ``num_frames: -1`` a list is
 cut to 32 frames, as vLLM does, and ``frames_used`` records it), ``mm_processor_kwargs``
-(400 unless started with ``trust_request_mm_kwargs``), ``--limit-mm-per-prompt``, local
+and ``media_io_kwargs`` (both 400 unless started with ``trust_request_mm_kwargs``, which
+is on by default, as `zoom-agent serve` sets it), ``--limit-mm-per-prompt``, local
 file URLs (only under ``allowed_local_media_path``), the model name (404) and the API key
 (401). Replies carry byte-level tokens (non-ASCII characters split into U+FFFD pieces,
 EOS included), logprobs, and with ``return_token_ids`` the token ids and prompt ids.
@@ -159,8 +160,9 @@ def validate(body: Any, server: FakeVLLM) -> Media:
     """Check a chat request as vLLM would; raise BadRequest with vLLM-like messages."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
         raise BadRequest("messages must be a non-empty list")
-    if body.get("mm_processor_kwargs") and not server.trust_request_mm_kwargs:
-        raise BadRequest("mm_processor_kwargs in a request needs the server flag --trust-request-mm-kwargs")
+    for key in ("mm_processor_kwargs", "media_io_kwargs"):  # vLLM 0.32 refuses both untrusted
+        if body.get(key) and not server.trust_request_mm_kwargs:
+            raise BadRequest(f"Per-request {key} are disabled by default: start with --trust-request-mm-kwargs")
     if body.get("top_logprobs") is not None and not body.get("logprobs"):
         raise BadRequest("when using `top_logprobs`, `logprobs` must be set to true")
     for key, ok in (("n", lambda v: isinstance(v, int) and v >= 1), ("max_tokens", lambda v: v > 0)):
@@ -302,7 +304,7 @@ class FakeVLLM:
         limit_mm_per_prompt: dict[str, int] | None = None,
         media_io_kwargs: dict[str, Any] | None = None,
         allowed_local_media_path: str | None = None,
-        trust_request_mm_kwargs: bool = False,
+        trust_request_mm_kwargs: bool = True,
         decode_jpeg: bool = True,
         record: bool = True,
     ) -> None:

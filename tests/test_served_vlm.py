@@ -316,3 +316,11 @@ async def test_long_frame_lists_reach_vllm_whole(info: VideoInfo):
             assert r.status == 200
     assert dense.num_frames == 60
     assert [m.videos[0][:2] for m in server.media] == [(60, 60), (60, 32)]
+
+
+async def test_an_untrusting_server_refuses_the_clients_media_kwargs(info: VideoInfo):
+    """vLLM without --trust-request-mm-kwargs answers 400 to every frames-mode request
+    (issue 10 item 1); `zoom-agent serve` therefore sets it (tests/test_serve.py)."""
+    async with FakeVLLM(trust_request_mm_kwargs=False) as server:
+        with pytest.raises(ModelError, match=r"rejected the request.*media_io_kwargs.*--trust-request-mm-kwargs"):
+            await OpenAIVLM(server.url, **FAST).generate(conversation(info))
