@@ -11,7 +11,7 @@ Only `video.py` imports this module (it pulls in PyAV and OpenCV). Terms used be
   so the decoder knows, without decoding, whether a keyframe lies between where it stands
   and the next wanted frame: if one does it seeks to it, otherwise it decodes forward.
   Either way it decodes only the GOPs that hold wanted frames, from their keyframe up to
-  the last wanted frame (the physical floor of docs/QUALITY.md target 1).
+  the last wanted frame (the keyframe-seek floor, docs/video.md §2).
 
 Beyond that floor (docs/video.md §3), on files with container timestamps and a constant
 frame rate ("smart" runs):
