@@ -13,16 +13,22 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from zoom_agent.graphs import divide, nodes, routes
-from zoom_agent.graphs.state import ZoomContext, ZoomState
+from zoom_agent.checkpoints import with_state_types
+from zoom_agent.graphs import approval, divide, nodes, routes
+from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
 
 
-def build_zoom_graph(*, checkpointer: Any = None) -> Any:
+def build_zoom_graph(*, checkpointer: Any = None, approve_zooms: bool = False, **compile_options: Any) -> Any:
     """Build and compile the zoom agent's state machine.
 
     Args:
         checkpointer: an optional LangGraph checkpointer (e.g. ``InMemorySaver`` or
-            ``AsyncSqliteSaver``) so a thread can be resumed.
+            ``AsyncSqliteSaver``) so a thread can be resumed; the state's types are put on
+            its serializer's allowlist (`zoom_agent.checkpoints`).
+        approve_zooms: pause before each zoom round for a human decision
+            (`zoom_agent.graphs.approval`; needs a checkpointer).
+        compile_options: passed to ``StateGraph.compile`` (``interrupt_before``,
+            ``interrupt_after``, ``store``, ``cache``, ``name``, ``debug``).
 
     Returns:
         A compiled graph. Run it with ``context=ZoomContext(model, config)`` and an input
@@ -48,9 +54,16 @@ def build_zoom_graph(*, checkpointer: Any = None) -> Any:
     graph.add_conditional_edges("prepare", routes.after_prepare, ["model", "chunk", "finalize"])
     graph.add_edge("chunk", "fine")
     graph.add_edge("fine", "finalize")
-    graph.add_conditional_edges("model", routes.after_model, ["zoom", "retry", "finalize"])
+    if approve_zooms:
+        graph.add_node("approve", approval.approve_zooms)
+        graph.add_edge("model", "approve")
+        graph.add_conditional_edges("approve", routes.after_model, ["zoom", "retry", "finalize"])
+    else:
+        graph.add_conditional_edges("model", routes.after_model, ["zoom", "retry", "finalize"])
     graph.add_edge("zoom", "observe")
     graph.add_edge("observe", "model")
     graph.add_edge("retry", "model")
     graph.add_edge("finalize", END)
-    return graph.compile(checkpointer=checkpointer)
+    compile_options.setdefault("name", "zoom_graph")
+    saver = with_state_types(checkpointer, ZoomState, ZoomTask)
+    return graph.compile(checkpointer=saver, **compile_options)

@@ -30,6 +30,8 @@ class ZoomAgent:
             model directory for transformers, ``oracle[:NOISE]`` for pipeline checks).
         config: how the agent runs (dialect, budget, zoom rounds, ...).
         checkpointer: optional LangGraph checkpointer, so a ``thread_id`` can be resumed.
+        approve_zooms: pause before each zoom round until `resume` gives a decision
+            (`zoom_agent.graphs.approval`; needs a checkpointer).
 
     Raises:
         ValueError: the model's family is unknown (a served model whose name spells none:
@@ -37,7 +39,14 @@ class ZoomAgent:
         TypeError: the model exposes no vision geometry.
     """
 
-    def __init__(self, model: VLM | str | Path, config: AgentConfig | None = None, *, checkpointer: Any = None):
+    def __init__(
+        self,
+        model: VLM | str | Path,
+        config: AgentConfig | None = None,
+        *,
+        checkpointer: Any = None,
+        approve_zooms: bool = False,
+    ):
         from zoom_agent.graphs import build_zoom_graph
         from zoom_agent.models import load_model
 
@@ -45,7 +54,9 @@ class ZoomAgent:
         self.geometry: VisionGeometry = model_geometry(self.model)
         self.config = config or AgentConfig()
         self.checkpointer = checkpointer
-        self.graph = build_zoom_graph(checkpointer=checkpointer)
+        if approve_zooms and checkpointer is None:
+            raise ValueError("approve_zooms pauses runs with interrupts: give the agent a checkpointer")
+        self.graph = build_zoom_graph(checkpointer=checkpointer, approve_zooms=approve_zooms)
 
     # -- one question -----------------------------------------------------------------
     async def arun(
@@ -55,16 +66,28 @@ class ZoomAgent:
         failure: those come back as ``status="error"`` with the reason."""
         try:
             final = await self.graph.ainvoke(self._input(question, info), **self._run_kwargs(thread_id))
-            return final["result"]
+            return _result(question.id, final)
         except Exception as exc:  # the graph's own nodes record errors; this is the last guard
             return GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
 
-    async def resume(self, thread_id: str) -> GroundedAnswer:
-        """Continue an interrupted run from its last checkpoint (needs a checkpointer)."""
+    async def resume(self, thread_id: str, decision: Any = None) -> GroundedAnswer:
+        """Continue a run from its last checkpoint (needs a checkpointer).
+
+        Args:
+            thread_id: the run's thread.
+            decision: for a run paused for zoom approval, the decision
+                (`zoom_agent.graphs.approval`: True, False or a list of windows); else None.
+        """
+        from langgraph.types import Command
+
         if self.checkpointer is None:
             raise ValueError("resume needs an agent built with a checkpointer")
-        final = await self.graph.ainvoke(None, **self._run_kwargs(thread_id))
-        return final["result"]
+        state = await self.graph.aget_state(self._run_kwargs(thread_id)["config"])
+        paused = any(task.interrupts for task in state.tasks)
+        command: Command[Any] | None = Command(resume=decision) if paused else None
+        final = await self.graph.ainvoke(command, **self._run_kwargs(thread_id))
+        question_id = state.values["question"].id if "question" in state.values else thread_id
+        return _result(question_id, final)
 
     async def aask(
         self, video: str | Path, question: str, options: Sequence[str] | None = None, **kwargs: Any
@@ -138,6 +161,20 @@ class ZoomAgent:
         elif self.checkpointer is not None:
             raise ValueError("an agent with a checkpointer needs a thread_id for every run")
         return {"config": config, "context": ZoomContext(model=self.model, config=self.config)}
+
+
+def _result(question_id: str, final: dict[str, Any]) -> GroundedAnswer:
+    """The run's `GroundedAnswer`, or an error result saying the run is paused for approval."""
+    if "result" in final:
+        return final["result"]
+    if final.get("__interrupt__"):
+        waiting = final["__interrupt__"][0].value
+        return GroundedAnswer(
+            question_id=question_id,
+            status="error",
+            error=f"paused for zoom approval of {waiting.get('calls')}: call resume(thread_id, decision)",
+        )
+    raise RuntimeError(f"the zoom graph ended without a result (keys {sorted(final)})")
 
 
 def model_geometry(model: object) -> VisionGeometry:
