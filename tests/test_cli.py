@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from zoom_agent.cli import build_parser, main
+from zoom_agent.cli.options import agent_config
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.eval.runner import run_eval
 from zoom_agent.serve import build_vllm_command
@@ -53,9 +54,7 @@ def test_every_flag_has_a_one_line_help_and_shows_its_default() -> None:
 def test_defaults_come_from_where_the_project_states_them() -> None:
     parser = build_parser()
     ask = parser.parse_args(["ask", "v.mp4", "q?", "--model", "m"])
-    assert ask.visual_tokens == Budget.model_fields["visual_tokens"].default
-    assert ask.zoom_rounds == AgentConfig.model_fields["max_zoom_rounds"].default
-    assert ask.dialect == AgentConfig.model_fields["dialect"].default
+    assert agent_config(ask) == AgentConfig()  # the "ours" preset is the defaults, flags unset
     ev = parser.parse_args(["eval", "synthetic", "--model", "oracle", "--out", "o"])
     assert ev.concurrency == run_eval.__kwdefaults__["concurrency"]
     serve = parser.parse_args(["serve", "m", "--video-root", "."])
@@ -64,7 +63,7 @@ def test_defaults_come_from_where_the_project_states_them() -> None:
         build_vllm_command.__kwdefaults__["port"],
     )
     help_text = " ".join(leaf_parsers(parser)[("ask",)].format_help().split())
-    assert f"(default: {Budget.model_fields['visual_tokens'].default})" in help_text
+    assert f"(default: the preset's; ours: {Budget.model_fields['visual_tokens'].default})" in help_text
 
 
 @pytest.mark.parametrize(

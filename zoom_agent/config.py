@@ -39,6 +39,11 @@ class Budget(BaseModel):
     min_frames: int = Field(4, gt=0, description="qwen-vl-utils FPS_MIN_FRAMES = 4")
     max_frames: int = Field(768, gt=0, description="coarse cap; qwen-vl-utils FPS_MAX_FRAMES = 768")
     zoom_max_frames: int = Field(256, gt=0, description="zoomed-view cap; their eval: 256")
+    floor_frame_cap: bool = Field(
+        False,
+        description="their fetch_video: at most int(2 * L_v / min_frame_tokens) frames (975 at 8,192), "
+        "so the per-frame pixel floor never lifts a view above L_v (ours: off)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Budget:
@@ -113,6 +118,41 @@ class AgentConfig(BaseModel):
     chunk_frames: int = Field(256, ge=2, description="frames per chunk at budget.fps; their code: 256")
     top_k_chunks: int = Field(5, ge=1, description="chunks kept by answer confidence; their code: 5")
     min_chunk_confidence: float = Field(0.0, ge=0, le=1, description="chunks below are dropped (ours)")
+    fine_pass: Literal["continue", "fresh"] = Field(
+        "continue",
+        description="continue: the fine turn extends the conversation (coarse view, reply, zoomed clips; ours); "
+        "fresh: a new request with only the padded spans pooled into one clip at fine_share of the budget, "
+        "plus the coarse reasoning with its time tags removed (their eval; docs/method.md §7)",
+    )
+    fine_share: float = Field(0.5, gt=0, le=1, description="budget share of the fresh fine pass; their eval: 4096/8192")
+    confidence: Literal["sampled", "official"] = Field(
+        "sampled",
+        description="sampled: answer = probability of the letter's tokens, spans = geometric-mean probability "
+        "of the glue tokens (ours); official: answer = probability of the token after '<answer', spans = "
+        "mean -log of the top-20 probabilities over the glue (their confidence_score)",
+    )
+    prompts: Literal["ours", "official"] = Field(
+        "ours",
+        description="ours: a system turn, captions, one option per line; official: no system turn, a duration "
+        "sentence, options on one line, text before the video (docs/method.md §7)",
+    )
+    prompt_file: str | None = Field(
+        None, description="a prompt-template file (TOML) replacing the built-in wording (zoom_agent.protocol.templates)"
+    )
+    divide: Literal["ours", "official"] = Field(
+        "ours",
+        description="divide and conquer: ours (chunks over the whole video, top_k_chunks) or official (video cut "
+        "to 1,024 frames, 256-frame chunks, a whole-video answer pass, agreement/confidence shortcuts)",
+    )
+    long_video_tokens: int | None = Field(
+        None, gt=0, description="L_v of divide and conquer; their long-video eval: 16,384; None = budget's"
+    )
+    request_token_cap: int | None = Field(
+        None,
+        gt=0,
+        description="most visual tokens one model request may hold, all its clips together; older views are "
+        "dropped (oldest first) to stay within it (docs/method.md §8). None: no cap (ours)",
+    )
     approximate_coarse: float | None = Field(
         None,
         ge=0,
@@ -120,6 +160,26 @@ class AgentConfig(BaseModel):
         description="approximate mode (ours, docs/video.md §5): coarse views read the nearest keyframe "
         "within this many seconds of each planned frame; the clips carry the true times. None: exact",
     )
+
+    @model_validator(mode="after")
+    def _check_cap(self) -> AgentConfig:
+        views = [self.budget.visual_tokens, self.long_video_tokens or 0]
+        if self.request_token_cap is not None and self.request_token_cap < max(views):
+            raise ValueError(
+                f"request_token_cap {self.request_token_cap} is below one view's budget {max(views)}: "
+                "expected a cap of at least budget.visual_tokens (and long_video_tokens)"
+            )
+        return self
+
+    def long_budget(self) -> Budget:
+        """The budget of divide and conquer's views (``long_video_tokens``, else ``budget``)."""
+        if self.long_video_tokens is None:
+            return self.budget
+        return self.budget.model_copy(update={"visual_tokens": self.long_video_tokens})
+
+    def fine_budget(self) -> Budget:
+        """The budget of the fresh fine pass's one pooled clip: ``fine_share`` of L_v."""
+        return self.budget.view(self.fine_share)
 
     def resolved_strategy(self, duration: float) -> str:
         """The strategy for a video of this length (``auto`` decided by duration)."""

@@ -9,6 +9,7 @@ holds and at what size, decided from metadata alone (no decoding).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -168,10 +169,35 @@ def plan_clip(
         raise ValueError(f"plan_clip max_frames must be >= 1, got {max_frames!r}")
     clamped = spans.clamp(span, info.duration)
     first, last = _source_range(info, clamped)
+    n = _frame_count(last - first + 1, info.fps, rate, budget, cap, geometry.temporal_patch)
+    indices = floor_capped(_spread(first, last, n), budget)
+    return _sized_clip(info, clamped, indices, budget, geometry, role)
+
+
+def floor_capped(indices: tuple[int, ...], budget: Budget) -> tuple[int, ...]:
+    """Frames kept under `Budget.floor_frame_cap`: at most ``int(2 * L_v / min_frame_tokens)``
+    (their ``fetch_video``: ``int(total_pixels / (min_pixels * 1.05) * 2)``, 975 at 8,192),
+    picked by ``linspace`` over the planned ones as their code does; unchanged when off."""
+    if not budget.floor_frame_cap:
+        return indices
+    most = max(1, int(2 * budget.visual_tokens / budget.min_frame_tokens))
+    if len(indices) <= most:
+        return indices
+    return tuple(indices[int(i)] for i in np.linspace(0, len(indices) - 1, most).round())
+
+
+def _sized_clip(
+    info: VideoInfo,
+    span: Span,
+    indices: tuple[int, ...],
+    budget: Budget,
+    geometry: VisionGeometry,
+    role: Literal["coarse", "zoom", "context"],
+    windows: tuple[Span, ...] = (),
+) -> ClipRef:
+    """Rules 4 and 5 of `plan_clip`: one frame size for ``indices`` under ``budget``."""
     p, tp = geometry.token_side, geometry.temporal_patch
-    n = _frame_count(last - first + 1, info.fps, rate, budget, cap, tp)
-    indices = _spread(first, last, n)
-    groups = math.ceil(n / tp)
+    groups = math.ceil(len(indices) / tp)
     min_pixels, max_pixels = budget.pixel_bounds(geometry)
     share = budget.visual_tokens * p * p / groups  # V_res = L_v / N, in pixels per frame
     native_h, native_w = max(p, _round_by(info.height, p)), max(p, _round_by(info.width, p))
@@ -183,7 +209,7 @@ def plan_clip(
     height, width = _fit_thin(height, width, area, p, native_h, native_w)
     return ClipRef(
         path=info.path,
-        span=clamped,
+        span=span,
         frame_indices=indices,
         timestamps=tuple(i / info.fps for i in indices),
         fps=info.fps,
@@ -192,7 +218,56 @@ def plan_clip(
         height=height,
         visual_tokens=groups * (height // p) * (width // p),
         role=role,
+        windows=windows,
     )
+
+
+def plan_pooled_clip(
+    info: VideoInfo,
+    windows: Sequence[Span],
+    sampled: ClipRef,
+    budget: Budget,
+    geometry: VisionGeometry,
+) -> ClipRef:
+    """ONE clip holding the frames of several windows, at one size (their fine pass and verifier).
+
+    Their code (``src_eval/my_qwen_utils.py::fetch_video`` with ``timestamps``, and the zoom
+    verifier in training) keeps the frames of the already sampled video (``sampled``, the
+    coarse view) that fall inside any window, drops repeats, takes ``linspace`` down to
+    ``budget.zoom_max_frames``, and resizes all of them once under ``budget``
+    (V_res = L_v / N over the pooled N). Windows should already be padded and clamped.
+
+    Args:
+        info: the source's metadata.
+        windows: the time windows, in seconds (merged and sorted here).
+        sampled: the view whose frames are pooled (the coarse clip of the whole video).
+        budget: the pooled clip's budget (their fine pass: half of L_v; at most 256 frames).
+        geometry: the model's vision geometry.
+
+    Returns:
+        A ClipRef with role "zoom", ``span`` the hull of the windows and ``windows`` the
+        merged windows; a window that holds no sampled frame contributes the sampled frame
+        nearest its middle.
+
+    Raises:
+        ValueError: no window.
+    """
+    merged = [Span(start=a, end=b) for a, b in spans.merge(spans.clamp(w, info.duration) for w in windows)]
+    if not merged:
+        raise ValueError(f"plan_pooled_clip needs at least one window inside the video, got {list(windows)!r}")
+    chosen: set[int] = set()
+    for w in merged:
+        pairs = list(zip(sampled.timestamps, sampled.frame_indices, strict=True))
+        inside = [i for t, i in pairs if w.start <= t <= w.end]
+        if not inside:  # a window between two sampled frames: the one nearest its middle
+            mid = (w.start + w.end) / 2
+            inside = [min(pairs, key=lambda pair: abs(pair[0] - mid))[1]]
+        chosen.update(inside)
+    frames = tuple(sorted(chosen))
+    if len(frames) > budget.zoom_max_frames:
+        frames = tuple(frames[int(i)] for i in np.linspace(0, len(frames) - 1, budget.zoom_max_frames).round())
+    hull = Span(start=merged[0].start, end=merged[-1].end)
+    return _sized_clip(info, hull, frames, budget, geometry, "zoom", windows=tuple(merged))
 
 
 def _fit_thin(height: int, width: int, area: int, p: int, native_h: int, native_w: int) -> tuple[int, int]:

@@ -78,6 +78,11 @@ class ClipRef(_Frozen):
     height: int = Field(gt=0, description="target height after resizing, a multiple of the patch")
     visual_tokens: int = Field(ge=0, description="tokens this clip costs the model")
     role: Literal["coarse", "zoom", "context"] = "coarse"
+    windows: tuple[Span, ...] = Field(
+        (),
+        description="a pooled clip (`zoom_agent.planning.plan_pooled_clip`): the disjoint windows, in time "
+        "order, whose frames it holds; empty: the one window ``span``",
+    )
     keyframe_tolerance: float | None = Field(
         None,
         ge=0,

@@ -13,8 +13,9 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from zoom_agent.config import AgentConfig, Budget
+from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import FAMILIES
+from zoom_agent.presets import PRESET_NAMES, preset
 
 
 class DefaultsHelp(argparse.HelpFormatter):
@@ -69,30 +70,51 @@ def command_usage(parser: argparse.ArgumentParser, choices: str) -> Callable[[ar
 
 
 def add_agent_options(p: argparse.ArgumentParser) -> None:
-    """The agent's options (``ask`` and ``eval``); defaults are `AgentConfig`'s and `Budget`'s."""
+    """The agent's options (``ask`` and ``eval``): a `zoom_agent.presets` preset, then
+    flags that override single fields of it. A flag left out keeps the preset's value; the
+    ``ours`` preset's values are `AgentConfig`'s and `Budget`'s defaults, shown in the help."""
+    ours = preset("ours").agent
     g = p.add_argument_group("agent")
     g.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default="ours",
+        help="named configuration: ours (this project's defaults) or zoomzero (the authors' released code, "
+        "docs/method.md §7); the flags below override single fields of it",
+    )
+
+    def flag(name: str, help_text: str, value: Any, **kwargs: Any) -> None:
+        g.add_argument(name, default=None, help=f"{help_text} (default: the preset's; ours: {value})", **kwargs)
+
+    flag(
         "--dialect",
+        "answer layout: tool (zoom by a tool call) or zoomzero (the paper's one-shot layout)",
+        ours.dialect,
         choices=["tool", "zoomzero"],
-        default=field_default(AgentConfig, "dialect"),
-        help="answer layout: tool (zoom by a tool call) or zoomzero (the paper's one-shot layout)",
     )
-    g.add_argument(
-        "--visual-tokens",
-        type=int,
-        default=field_default(Budget, "visual_tokens"),
-        help="visual-token budget of each view",
+    flag("--visual-tokens", "visual-token budget of each view", ours.budget.visual_tokens, type=int)
+    flag("--fps", "frames per second sampled in a view", ours.budget.fps, type=float)
+    flag("--min-frames", "fewest frames of a view", ours.budget.min_frames, type=int)
+    flag("--max-frames", "most frames of a coarse view", ours.budget.max_frames, type=int)
+    flag("--zoom-max-frames", "most frames of a zoomed view", ours.budget.zoom_max_frames, type=int)
+    flag("--zoom-rounds", "zoom rounds before the model must answer", ours.max_zoom_rounds, type=int)
+    flag("--zoom-pad", "seconds added around each zoom window", ours.zoom_pad, type=float)
+    flag(
+        "--fine-pass",
+        "fine turn: continue the conversation or a fresh pooled request",
+        ours.fine_pass,
+        choices=["continue", "fresh"],
     )
-    g.add_argument(
-        "--zoom-rounds",
-        type=int,
-        default=field_default(AgentConfig, "max_zoom_rounds"),
-        help="zoom rounds before the model must answer",
-    )
+    flag("--confidence", "how answer and span confidences are read", ours.confidence, choices=["sampled", "official"])
+    flag("--prompts", "prompt structure", ours.prompts, choices=["ours", "official"])
+    flag("--prompt-file", "a prompt-template file (TOML) replacing the built-in wording", ours.prompt_file)
+    flag("--divide", "divide-and-conquer variant for long videos", ours.divide, choices=["ours", "official"])
+    flag("--long-video-tokens", "visual-token budget of divide and conquer", ours.long_video_tokens, type=int)
+    flag("--request-token-cap", "most visual tokens one model request may hold", ours.request_token_cap, type=int)
     g.add_argument(
         "--global-context",
         action="store_true",
-        default=field_default(AgentConfig, "global_context"),
+        default=None,
         help="add low-resolution frames of the whole video to zoomed turns",
     )
     g.add_argument(
@@ -103,11 +125,32 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# flag dest -> AgentConfig field; _BUDGET_FLAGS: flag dest -> Budget field.
+_AGENT_FLAGS = {
+    "dialect": "dialect",
+    "zoom_rounds": "max_zoom_rounds",
+    "zoom_pad": "zoom_pad",
+    "fine_pass": "fine_pass",
+    "confidence": "confidence",
+    "prompts": "prompts",
+    "prompt_file": "prompt_file",
+    "divide": "divide",
+    "long_video_tokens": "long_video_tokens",
+    "request_token_cap": "request_token_cap",
+    "global_context": "global_context",
+}
+_BUDGET_FLAGS = ("visual_tokens", "fps", "min_frames", "max_frames", "zoom_max_frames")
+
+
 def agent_config(args: argparse.Namespace) -> AgentConfig:
-    """The `AgentConfig` the agent options describe (every other field at its default)."""
-    return AgentConfig(
-        dialect=args.dialect,
-        budget=Budget(visual_tokens=args.visual_tokens),
-        max_zoom_rounds=args.zoom_rounds,
-        global_context=args.global_context,
-    )
+    """The `AgentConfig` the agent options describe: the preset, with the flags given on top.
+
+    Raises:
+        ValueError: the combination is invalid (the message names the field).
+    """
+    base = preset(args.preset).agent
+    budget = {name: getattr(args, name) for name in _BUDGET_FLAGS if getattr(args, name) is not None}
+    fields = {field: getattr(args, dest) for dest, field in _AGENT_FLAGS.items() if getattr(args, dest) is not None}
+    data = base.model_dump()
+    data["budget"] = base.budget.model_dump() | budget
+    return AgentConfig.model_validate(data | fields)
