@@ -1,7 +1,12 @@
-"""Shared test settings: where the real annotation files and H.264 clips are.
+"""Shared test settings: the hypothesis profile, and where the real data files are.
 
-They live in ``../shared/data`` beside the checkout (see that folder's README), or wherever
-``ZOOM_AGENT_SHARED_DATA`` points. Tests that need them skip, with the reason, when absent.
+Hypothesis runs derandomized (profile ``ci``, the default): every run draws the same
+examples, so a result cannot depend on the draw. ``HYPOTHESIS_PROFILE=explore`` draws fresh
+random examples locally; pin what it finds with ``@example`` before committing.
+
+The real annotation files and H.264 clips live in ``../shared/data`` beside the checkout
+(see that folder's README), or wherever ``ZOOM_AGENT_SHARED_DATA`` points. Tests that need
+them skip, with the reason, when absent.
 """
 
 from __future__ import annotations
@@ -10,6 +15,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# deadline None: a loaded CI machine must not turn a slow example into a failure.
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, database=None, print_blob=True)
+settings.register_profile("explore", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ZOOM_AGENT_SHARED_DATA") or ROOT.parent / "shared" / "data")

@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aiohttp import web
 
@@ -61,7 +61,9 @@ class BadRequest(ValueError):
 class Fault:
     """What the server does instead of answering: ``status`` (HTTP ``code``, optional
     ``retry_after``), ``slow`` (answer after ``seconds``), ``drop`` (close the connection)
-    or ``die`` (drop, then stop the whole server: later requests are refused)."""
+    or ``die`` (drop, then stop the whole server: from that moment it answers nothing, as a
+    crashed process would: requests in flight or arriving on open connections are dropped,
+    new connections are refused)."""
 
     kind: Literal["status", "slow", "drop", "die"]
     code: int = 500
@@ -270,6 +272,13 @@ def _prompt_ids(body: dict[str, Any], media: Media) -> list[int]:
 # --------------------------------------------------------------------------- the server
 
 
+def _drop(request: web.Request) -> NoReturn:
+    """Close the connection without a response (the client sees it drop)."""
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError
+
+
 async def _health(_: web.Request) -> web.Response:
     return web.Response(text="")
 
@@ -324,6 +333,7 @@ class FakeVLLM:
         self.rejected: list[str] = []
         self.statuses: Counter[int] = Counter()
         self.arrivals = 0
+        self.dead = False  # a "die" fault happened
         self.in_flight = self.max_in_flight = 0
         self._seen: Counter[bytes] = Counter()
         self._runner: web.AppRunner | None = None
@@ -371,12 +381,16 @@ class FakeVLLM:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.dead:
+            _drop(request)
         if not self._authorized(request):
             return self._error(401, "Unauthorized")
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        if self.dead:
+            _drop(request)
         digest = hashlib.sha1(raw).digest()
         arrival = Arrival(self.arrivals, self._seen[digest], raw.decode(errors="replace"))
         self.arrivals += 1
@@ -395,6 +409,8 @@ class FakeVLLM:
         if body.get("model") != self.model:
             return self._error(404, f"The model `{body.get('model')}` does not exist.")
         await self._work(fault.seconds if fault is not None else self.latency)
+        if self.dead:  # died while this one was being worked on
+            _drop(request)
         if self.record:
             self.requests.append(body)
             self.media.append(media)
@@ -405,10 +421,9 @@ class FakeVLLM:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
             return self._error(fault.code, f"injected HTTP {fault.code}", headers)
         if fault.kind == "die":
+            self.dead = True
             asyncio.get_running_loop().create_task(self.stop())
-        if request.transport is not None:
-            request.transport.abort()  # the client sees the connection close without a response
-        raise asyncio.CancelledError
+        _drop(request)
 
     async def _work(self, seconds: float) -> None:
         if self._gate is None:

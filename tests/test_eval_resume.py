@@ -3,6 +3,13 @@
 The scenario (questions on metadata-only videos, a scripted model that zooms then answers,
 deterministic per question) is source text, so a child process and this one run the
 exact same thing.
+
+Interruptions happen at a known point, never on a timer: with ``hold_after=K`` the model
+answers the first K questions it sees and holds every later one forever. Each worker of
+the runner finishes (and writes) its question before it takes the next, so once every
+worker holds one, exactly K result lines are on disk and nothing else can change; then
+``on_all_held`` fires and the test cancels or kills. A loaded machine only makes that
+point come later.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from zoom_agent.eval.results import RESULTS_FILE
 from zoom_agent.eval.tasks import Task
 
 SCENARIO = """
+import asyncio
 import json
 import re
 from zoom_agent.agent import ZoomAgent
@@ -34,7 +42,7 @@ from zoom_agent.types import OPTION_LETTERS, Question, Span, VideoInfo
 NUMBER = re.compile(r"Question number (\\d+)\\?")
 
 
-def scenario(n=40, latency=0.0):
+def scenario(n=40, latency=0.0, hold_after=None, workers=1, on_all_held=None):
     infos = {
         f"/videos/v{k}.mp4": VideoInfo(
             path=f"/videos/v{k}.mp4", duration=60.0, fps=10.0, num_frames=600, width=320, height=240
@@ -51,24 +59,40 @@ def scenario(n=40, latency=0.0):
         for i in range(n)
     ]
 
+    def number(request):
+        return int(NUMBER.search("\\n".join(t.text for t in request.turns if t.role == "user")).group(1))
+
     def reply(request):
-        text = "\\n".join(t.text for t in request.turns if t.role == "user")
-        i = int(NUMBER.search(text).group(1))
+        i = number(request)
         if not any(t.role == "tool" for t in request.turns):  # coarse turn: zoom first
             call = {"name": "temporal_zoom", "arguments": {"start": i, "end": i + 8}}
             return f"<tool_call>{json.dumps(call)}</tool_call>"
         letter = OPTION_LETTERS[i % 4 if i % 5 else (i + 2) % 4]
         return f"<answer>{letter}</answer>\\n<glue>[({i + 1}.0, {i + 5 + i % 3}.0)]</glue>"
 
-    agent = ZoomAgent(ScriptedVLM(reply, latency=latency), AgentConfig(budget=Budget(visual_tokens=512)))
+    seen, held = [], []
+
+    async def reply_or_hold(request):
+        i = number(request)
+        if i not in seen:
+            seen.append(i)
+        if hold_after is not None and seen.index(i) >= hold_after:
+            held.append(i)
+            if len(held) == workers:
+                on_all_held()
+            await asyncio.Event().wait()  # never set: in flight until cancelled or killed
+        return reply(request)
+
+    model = ScriptedVLM(reply_or_hold, latency=latency)
+    agent = ZoomAgent(model, AgentConfig(budget=Budget(visual_tokens=512)))
     return agent, questions, infos
 """
 
 
-def scenario(n: int = 40, latency: float = 0.0) -> tuple[Any, list, dict]:
+def scenario(n: int = 40, latency: float = 0.0, **hold: Any) -> tuple[Any, list, dict]:
     namespace: dict[str, Any] = {}
     exec(SCENARIO, namespace)  # the same source the child process runs
-    return namespace["scenario"](n, latency)
+    return namespace["scenario"](n, latency, **hold)
 
 
 def result_ids(out: Path) -> list[str]:
@@ -126,50 +150,55 @@ async def test_errors_are_done_and_duplicates_are_counted_once(tmp_path: Path) -
 
 
 async def test_cancelled_mid_run_then_resumed_gives_every_question_once(tmp_path: Path) -> None:
-    agent, questions, infos = scenario(30, latency=0.01)
+    all_held = asyncio.Event()
+    agent, questions, infos = scenario(30, latency=0.01, hold_after=5, workers=3, on_all_held=all_held.set)
     run = asyncio.ensure_future(run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos))
-    while not (tmp_path / RESULTS_FILE).is_file() or len(result_ids(tmp_path)) < 5:
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(all_held.wait(), timeout=300)  # a guard against a hang, not a race
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    partial = len(result_ids(tmp_path))
-    assert 5 <= partial < 30
-    summary = await run_eval(agent, questions, tmp_path, concurrency=3, progress=False, infos=infos)
-    assert summary.resumed == partial and summary.ran == 30 - partial
+    assert len(result_ids(tmp_path)) == 5  # the three questions in flight left nothing behind
+    fresh, _, _ = scenario(30, latency=0.01)
+    summary = await run_eval(fresh, questions, tmp_path, concurrency=3, progress=False, infos=infos)
+    assert summary.resumed == 5 and summary.ran == 25
     assert sorted(result_ids(tmp_path)) == [q.id for q in questions]
 
 
 CHILD = (
     SCENARIO
     + """
-import asyncio, sys
+import asyncio, pathlib, sys
 from zoom_agent.eval import run_eval
 
-agent, questions, infos = scenario(40, latency=0.05)
-asyncio.run(run_eval(agent, questions, sys.argv[1], concurrency=2, progress=False, infos=infos))
+out, hold = sys.argv[1], {}
+if len(sys.argv) > 2:  # MARKER K: hold every question after the first K; touch MARKER once both workers hold
+    hold = {"hold_after": int(sys.argv[3]), "workers": 2, "on_all_held": pathlib.Path(sys.argv[2]).touch}
+agent, questions, infos = scenario(40, latency=0.05, **hold)
+asyncio.run(run_eval(agent, questions, out, concurrency=2, progress=False, infos=infos))
 """
 )
+HOLD_AFTER = 7
 
 
-def run_child(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(out)], stderr=subprocess.PIPE)
+def run_child(out: Path, *hold: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(out), *hold], stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    child = run_child(killed)
-    deadline = time.monotonic() + 60
-    while not (killed / RESULTS_FILE).is_file() or len(result_ids(killed)) < 6:
+    killed, clean, marker = tmp_path / "killed", tmp_path / "clean", tmp_path / "all-held"
+    child = run_child(killed, str(marker), str(HOLD_AFTER))
+    deadline = time.monotonic() + 300  # a guard against a hang, not a race: the marker comes when it comes
+    while not marker.exists():
         assert child.poll() is None, f"the child ended early: {child.stderr.read().decode() if child.stderr else ''}"
-        assert time.monotonic() < deadline, "the child wrote no results in 60 s"
-        time.sleep(0.01)
+        assert time.monotonic() < deadline, "the child did not reach its hold point in 300 s"
+        time.sleep(0.05)
+    done = (killed / RESULTS_FILE).read_bytes()
+    assert done.count(b"\n") == HOLD_AFTER and done.endswith(b"\n")  # two questions in flight
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
-    done = (killed / RESULTS_FILE).read_bytes()
-    assert 0 < done.count(b"\n") < 40, "killed mid-run"
+    assert (killed / RESULTS_FILE).read_bytes() == done
 
     rerun = run_child(killed)
     _, err = rerun.communicate(timeout=120)

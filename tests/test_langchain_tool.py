@@ -74,7 +74,7 @@ def test_bad_window_is_a_tool_error_the_model_reads(root: Path):
     agent = create_agent(model, [zoom_tool(video_root=root)], middleware=[ZoomFramesMiddleware()])
     out = agent.invoke({"messages": [HumanMessage("q")]})
     tool_message = next(m for m in out["messages"] if isinstance(m, ToolMessage))
-    assert tool_message.status == "error" and "must not be after end" in tool_message.content
+    assert tool_message.status == "error" and "start 6 is after end 2" in tool_message.content
     assert model.seen[1][-1] is not None and image_count(model.seen[1][-1]) == 0
 
 

@@ -12,16 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from fake_vllm import EOS, FakeVLLM, make_videos, serve_in_thread, tokenize
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from fake_vllm import FakeVLLM, make_videos, serve_in_thread, tokenize
 
 from zoom_agent import protocol
 from zoom_agent.config import Budget
 from zoom_agent.models import load_model
 from zoom_agent.models import served as served_mod
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.chat_format import EncodedClip, token_offsets
+from zoom_agent.models.chat_format import EncodedClip
 from zoom_agent.models.served import OpenAIVLM, normalize_endpoint
 from zoom_agent.planning import plan_clip
 from zoom_agent.types import ClipRef, Span, VideoInfo
@@ -131,32 +129,6 @@ async def test_answer_confidence_reads_the_letter_token(info: VideoInfo):
     at = c.text.index("<answer>B") + len("<answer>")
     (i,) = [k for k, (a, b) in enumerate(c.token_offsets) if a <= at < b]
     assert answer_confidence(c, parsed) == pytest.approx(math.exp(c.logprobs[i]))
-
-
-@pytest.mark.parametrize(
-    ("text", "tokens", "expected"),
-    [
-        ("Hello", ["Hel", "lo"], ((0, 3), (3, 5))),
-        ("gé a", ["g", "\ufffd", "\ufffd", " a"], ((0, 1), (1, 1), (1, 2), (2, 4))),  # split character
-        ("ab", ["ab", EOS], ((0, 2), (2, 2))),  # EOS past the text
-        ("hello wor", ["hello", " world"], ((0, 5), (5, 9))),  # a stop string cut the last token
-        ("", [EOS], ((0, 0),)),
-        ("hi there", ["token_id:5", "token_id:6"], None),  # not this text's tokens
-    ],
-)
-def test_token_offsets_cases(text, tokens, expected):
-    assert token_offsets(text, tokens) == expected
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=60))
-def test_token_offsets_cover_any_text_for_byte_level_tokens(text: str):
-    tokens = [t for _, t in tokenize(text)] + [EOS]
-    offsets = token_offsets(text, tokens)
-    assert offsets is not None and len(offsets) == len(tokens)
-    assert offsets[0][0] == 0 and offsets[-1][1] == len(text)
-    assert all(a[1] == b[0] and a[0] <= a[1] for a, b in itertools.pairwise(offsets))
-    assert all(text[a:b] == t for (a, b), t in zip(offsets, tokens, strict=False) if "\ufffd" not in t and t != EOS)
 
 
 async def test_sampling_settings_are_sent_and_greedy_n_is_asked_once(info: VideoInfo):

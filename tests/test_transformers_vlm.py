@@ -14,7 +14,7 @@ import torch
 
 from zoom_agent.geometry import FAMILIES, GEOMETRY, VisionGeometry
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
-from zoom_agent.models.hf import TransformersVLM, _trim, token_offsets
+from zoom_agent.models.hf import TransformersVLM, _trim
 from zoom_agent.models.hf_render import chat_messages, clip_metadata, processor_size_bounds
 from zoom_agent.models.tiny import build_tiny_model
 from zoom_agent.types import ClipRef, Span
@@ -291,24 +291,3 @@ async def test_text_only_request_without_logprobs(vlms: dict[str, TransformersVL
     assert "pixel_values_videos" not in inputs and int(inputs["mm_token_type_ids"].sum()) == 0
     reply = await vlm.generate(req)
     assert reply.completions[0].logprobs is None and reply.completions[0].token_ids
-
-
-def test_token_offsets_map_tokens_to_characters() -> None:
-    from zoom_agent.models.tiny import build_tiny_tokenizer, token_id
-
-    tok = build_tiny_tokenizer()
-    text = "<think>é 漢 at 12.5 s</think>\n<answer>B</answer>"
-    ids = [*tok(text)["input_ids"], token_id(tok, "<|im_end|>")]
-    offsets = token_offsets(tok, ids, text)
-    assert offsets[0] == (0, len("<think>")) and offsets[-1] == (len(text), len(text))  # EOS: empty
-    assert [text[a:b] for a, b in offsets if text[a:b] in ("<answer>", "B", "</answer>")] == [
-        "<answer>",
-        "B",
-        "</answer>",
-    ]
-    # "漢" is three bytes, split over byte-level tokens: the token completing it owns it.
-    han = text.index("漢")
-    owners = [i for i, (a, b) in enumerate(offsets) if a <= han < b]
-    assert len(owners) == 1 and "".join(text[a:b] for a, b in offsets) == text
-    cut = token_offsets(tok, ids, text[:10])  # text cut by a stop string
-    assert cut[-1] == (10, 10) and "".join(text[:10][a:b] for a, b in cut) == text[:10]

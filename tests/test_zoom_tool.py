@@ -7,16 +7,18 @@ import math
 import pytest
 
 from zoom_agent.config import Budget
-from zoom_agent.tools import TemporalZoom, ZoomResult
+from zoom_agent.geometry import GEOMETRY
+from zoom_agent.tools import TemporalZoom
 from zoom_agent.types import VideoInfo
 
 INFO = VideoInfo(path="v.mp4", duration=60.0, fps=10.0, num_frames=600, width=640, height=480)
 BUDGET = Budget(visual_tokens=1024)
+QWEN25 = GEOMETRY["qwen2_5_vl"]
 
 
 @pytest.fixture
 def tool() -> TemporalZoom:
-    return TemporalZoom(INFO, BUDGET)
+    return TemporalZoom(INFO, BUDGET, geometry=QWEN25)
 
 
 def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
@@ -27,7 +29,7 @@ def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
     assert result.text == "zoomed 12.0-18.5 s: 12 frames at 420x308"
     assert result.clip.role == "zoom" and result.span is not None and result.span.as_tuple() == (12.0, 18.5)
     assert all(12.0 <= t <= 18.5 for t in result.clip.timestamps)
-    coarse = plan_clip(INFO, INFO.whole, BUDGET)
+    coarse = plan_clip(INFO, INFO.whole, BUDGET, QWEN25)
     assert result.clip.width * result.clip.height > coarse.width * coarse.height
     assert result.clip.visual_tokens <= BUDGET.visual_tokens
 
@@ -40,10 +42,11 @@ def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
         ("soon", 5, "must be a number"),
         (None, 5, "must be a number"),
         (True, 5, "must be a number"),
-        (9, 2, "must not be after end"),
-        (4, 4, "zero length"),
-        (-10, -2, "outside the video"),
+        (9, 2, "start 9 is after end 2"),
+        (-10, -2, "start -10 is negative"),
+        (-5, 1000, "start -5 is negative"),
         (70, 80, "outside the video"),
+        (60, 61, "outside the video"),
     ],
 )
 def test_bad_arguments_are_errors_the_model_reads(tool, start, end, message):
@@ -53,26 +56,38 @@ def test_bad_arguments_are_errors_the_model_reads(tool, start, end, message):
     assert result.requested == {"start": start, "end": end}
 
 
-def test_partly_outside_windows_are_clamped_and_say_so(tool):
-    result = tool.zoom(-5, 1000)
+def test_windows_past_the_end_are_clamped_and_say_so(tool):
+    result = tool.zoom(0, 1000)
     assert result.ok and result.span is not None and result.span.as_tuple() == (0.0, 60.0)
-    assert "(requested -5-1000 s)" in result.text
+    assert "(requested 0-1000 s)" in result.text
 
 
 def test_short_windows_widen_to_the_minimum_and_pad_widens_both_sides():
-    short = TemporalZoom(INFO, BUDGET, min_seconds=2.0).zoom(10.0, 10.5)
+    short = TemporalZoom(INFO, BUDGET, geometry=QWEN25, min_seconds=2.0).zoom(10.0, 10.5)
     assert short.span is not None and short.span.as_tuple() == (9.25, 11.25)
-    padded = TemporalZoom(INFO, BUDGET, pad=10.0).zoom(5, 20)
+
+
+@pytest.mark.parametrize(("moment", "window"), [(4.0, (3.5, 4.5)), (0.0, (0.0, 1.0)), (59.8, (59.0, 60.0))])
+def test_a_moment_is_widened_to_the_minimum_window_around_it(tool, moment, window):
+    result = tool.zoom(moment, moment)
+    assert result.ok and result.span is not None and result.span.as_tuple() == window
+    assert f"(requested {moment:g}-{moment:g} s)" in result.text
+
+
+def test_padding_widens_both_sides_within_the_video():
+    padded = TemporalZoom(INFO, BUDGET, geometry=QWEN25, pad=10.0).zoom(5, 20)
     assert padded.span is not None and padded.span.as_tuple() == (0.0, 30.0)
 
 
 def test_tool_call_objects_need_exactly_start_and_end(tool):
     assert tool({"start": 1, "end": 3}).ok
     extra = tool({"start": 1, "end": 3, "fps": 30})
-    assert not extra.ok and "unexpected keys ['fps']" in (extra.error or "")
+    assert not extra.ok and "unexpected argument(s): fps" in (extra.error or "")
+    assert extra.requested == {"start": 1, "end": 3, "fps": 30}
     missing = tool({"start": 1})
-    assert not missing.ok and "missing keys ['end']" in (missing.error or "")
-    assert not tool([1, 3]).ok  # type: ignore[arg-type]
+    assert not missing.ok and "missing argument(s): end" in (missing.error or "")
+    listed = tool([1, 3])  # type: ignore[arg-type]
+    assert not listed.ok and "must be a JSON object" in (listed.error or "")
 
 
 def test_num_frames_is_checked(tool):
@@ -90,16 +105,7 @@ def test_zoom_spans_merges_and_splits_one_budget(tool):
     assert (trace.round, trace.call, trace.clip) == (2, 1, results[1].clip)
 
 
-def test_bad_pad_is_a_programming_error():
-    with pytest.raises(ValueError, match="pad"):
-        TemporalZoom(INFO, BUDGET, pad=-1)
-
-
-def test_langchain_adapter_returns_text_and_the_result_as_artifact(tool):
-    lc = tool.as_langchain_tool()
-    assert lc.name == "temporal_zoom" and set(lc.args) == {"start", "end"}
-    message = lc.invoke({"type": "tool_call", "id": "c1", "name": "temporal_zoom", "args": {"start": 2, "end": 6}})
-    assert message.content.startswith("zoomed 2.0-6.0 s")
-    assert isinstance(message.artifact, ZoomResult) and message.artifact.clip is not None
-    bad = lc.invoke({"type": "tool_call", "id": "c2", "name": "temporal_zoom", "args": {"start": 6, "end": 2}})
-    assert "must not be after end" in bad.content and bad.artifact.clip is None
+@pytest.mark.parametrize("setting", [{"pad": -1}, {"pad": math.nan}, {"min_seconds": -1}, {"min_seconds": math.inf}])
+def test_bad_pad_or_minimum_is_a_programming_error(setting):
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        TemporalZoom(INFO, BUDGET, geometry=QWEN25, **setting)

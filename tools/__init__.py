@@ -1,5 +1,9 @@
-"""Tools the agent can call; installed as ``zoom_agent.tools``."""
+"""Tools the agent can call; installed as ``zoom_agent.tools``.
 
-from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom, ZoomArgs, ZoomResult
+The zoom call's wire contract (name, schema, argument rule) is `zoom_agent.protocol`'s;
+`TemporalZoom` runs a call against one video.
+"""
 
-__all__ = ["TOOL_NAME", "TemporalZoom", "ZoomArgs", "ZoomResult"]
+from zoom_agent.tools.zoom import TemporalZoom, ZoomResult
+
+__all__ = ["TemporalZoom", "ZoomResult"]

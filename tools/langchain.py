@@ -37,14 +37,12 @@ from zoom_agent.config import Budget
 from zoom_agent.datasets.paths import resolve_video
 from zoom_agent.geometry import PAPER_GEOMETRY, VisionGeometry
 from zoom_agent.models.lc_messages import JPEG_QUALITY, clip_blocks
-from zoom_agent.tools.zoom import TOOL_NAME, TemporalZoom, ZoomArgs, ZoomResult
+from zoom_agent.protocol import ZOOM_TOOL_NAME, ZOOM_TOOL_SCHEMA
+from zoom_agent.tools.zoom import TemporalZoom, ZoomResult
 from zoom_agent.types import VideoInfo
 
 FramesMode = Literal["reference", "inline"]
-DESCRIPTION = (
-    "Re-inspect the time window [start, end] (seconds) of the video at higher per-frame "
-    "resolution. Use it on the span that holds the evidence."
-)
+DESCRIPTION: str = ZOOM_TOOL_SCHEMA["function"]["description"]
 
 
 class ZoomVideoArgs(BaseModel):
@@ -61,7 +59,7 @@ def zoom_tool(
     *,
     video: str | Path | VideoInfo | None = None,
     video_root: str | Path | None = None,
-    name: str = TOOL_NAME,
+    name: str = ZOOM_TOOL_NAME,
     budget: Budget | None = None,
     geometry: VisionGeometry = PAPER_GEOMETRY,
     pad: float = 0.0,
@@ -103,7 +101,7 @@ def zoom_tool(
             source: VideoSource | VideoInfo = path if isinstance(path, VideoInfo) else open_video(path)
         except VideoError as exc:
             raise ToolException(f"{name} error: {exc}") from exc
-        result = TemporalZoom(source, budget, geometry=geometry, pad=pad)(ZoomArgs(start=start, end=end).model_dump())
+        result = TemporalZoom(source, budget, geometry=geometry, pad=pad)({"start": start, "end": end})
         if result.clip is None:
             raise ToolException(result.text)
         content: Any = result.text
@@ -118,7 +116,7 @@ def zoom_tool(
             return run(bound, start, end)
 
         func: Callable[..., Any] = zoom_one
-        schema: type[BaseModel] = ZoomArgs
+        schema: dict[str, Any] | type[BaseModel] = ZOOM_TOOL_SCHEMA["function"]["parameters"]
     else:
         root = str(video_root)
 
@@ -151,7 +149,7 @@ def zoom_result(message: ToolMessage) -> ZoomResult | None:
 
 
 def with_zoom_frames(
-    messages: Sequence[BaseMessage], *, tool_names: Sequence[str] = (TOOL_NAME,), quality: int = JPEG_QUALITY
+    messages: Sequence[BaseMessage], *, tool_names: Sequence[str] = (ZOOM_TOOL_NAME,), quality: int = JPEG_QUALITY
 ) -> list[BaseMessage]:
     """The messages with the frames of every zoom shown: after each run of tool messages
     holding zoom references, one user message with each clip's caption and frames.

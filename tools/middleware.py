@@ -16,8 +16,8 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 
 from zoom_agent.models.lc_messages import JPEG_QUALITY
+from zoom_agent.protocol import ZOOM_TOOL_NAME
 from zoom_agent.tools.langchain import with_zoom_frames
-from zoom_agent.tools.zoom import TOOL_NAME
 
 
 class ZoomFramesMiddleware(AgentMiddleware):  # type: ignore[type-arg]
@@ -28,7 +28,7 @@ class ZoomFramesMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         quality: JPEG quality of the frames.
     """
 
-    def __init__(self, tool_names: Sequence[str] = (TOOL_NAME,), quality: int = JPEG_QUALITY) -> None:
+    def __init__(self, tool_names: Sequence[str] = (ZOOM_TOOL_NAME,), quality: int = JPEG_QUALITY) -> None:
         super().__init__()
         self.tool_names = tuple(tool_names)
         self.quality = quality

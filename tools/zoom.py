@@ -4,7 +4,9 @@ The same visual-token budget that covered the whole video now covers only the wi
 so fewer frames each get more pixels (V'_res = L_v / N', docs/METHOD.md §2).
 
 Like verl's image-zoom tool and LangGraph's ToolNode, bad arguments from the model never
-raise: the result carries the error text, the model sees it and may try again.
+raise: the result carries the error text, the model sees it and may try again. The
+LangChain tool (frames as content blocks, errors as ``ToolException``) is
+`zoom_agent.tools.langchain.zoom_tool`.
 """
 
 from __future__ import annotations
@@ -17,25 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zoom_agent.config import Budget
 from zoom_agent.geometry import VisionGeometry
-from zoom_agent.spans import SpanLike, clamp, merge
+from zoom_agent.protocol import ZOOM_TOOL_NAME, check_zoom_arguments
+from zoom_agent.spans import SpanLike, merge, pad
 from zoom_agent.types import ClipRef, Span, VideoInfo, ZoomTrace
 
 if TYPE_CHECKING:
-    from langchain_core.tools import StructuredTool
-
     from zoom_agent.video import VideoSource
-
-TOOL_NAME = "temporal_zoom"
-ALLOWED_ARGUMENTS = frozenset({"start", "end"})
-
-
-class ZoomArgs(BaseModel):
-    """Arguments of ``temporal_zoom`` as the model writes them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start: float = Field(description="start of the window to re-inspect, seconds from the video start")
-    end: float = Field(description="end of the window, seconds; must be greater than start")
 
 
 class ZoomResult(BaseModel):
@@ -63,16 +52,6 @@ class ZoomResult(BaseModel):
         )
 
 
-def _as_seconds(name: str, value: object) -> float | str:
-    """The value as finite seconds, or the error text for the model."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"'{name}' must be a number of seconds, got {value!r}"
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        return f"'{name}' must be a finite number of seconds, got {value!r}"
-    return seconds
-
-
 class TemporalZoom:
     """Plans a zoomed view of one video under a visual-token budget.
 
@@ -81,7 +60,14 @@ class TemporalZoom:
         budget: the token budget the zoomed view may spend.
         geometry: the model's vision geometry (``vlm.geometry``): the grid views are planned on.
         pad: seconds added on both sides of every request (their eval pads by 10 s).
-        min_seconds: shortest window; shorter valid requests are widened around their centre.
+        min_seconds: shortest window; shorter valid requests (a moment, ``start == end``,
+            included) are widened around their centre.
+
+    Which arguments are valid is the protocol's rule (`zoom_agent.protocol.zoom_call`: a
+    negative start, a start after the end, NaN, a string, a missing or extra key are
+    errors); the tool adds what needs the video: the window is padded and clamped to it
+    (`zoom_agent.spans.pad`), widened to ``min_seconds``, and refused when it starts at or
+    after the video's end.
 
     Example:
         >>> from zoom_agent.types import VideoInfo
@@ -105,30 +91,20 @@ class TemporalZoom:
         self.geometry = geometry
         if pad < 0 or not math.isfinite(pad):
             raise ValueError(f"pad must be a finite number of seconds >= 0, got {pad}")
+        if min_seconds < 0 or not math.isfinite(min_seconds):
+            raise ValueError(f"min_seconds must be a finite number of seconds >= 0, got {min_seconds}")
         self.pad = pad
         self.min_seconds = min_seconds
 
     def __call__(self, arguments: Mapping[str, Any]) -> ZoomResult:
         """Run a tool call given as a JSON object (extra or missing keys are errors)."""
         requested = dict(arguments) if isinstance(arguments, Mapping) else {"arguments": arguments}
-        if not isinstance(arguments, Mapping):
-            return self.error_result(f"arguments must be an object with 'start' and 'end', got {arguments!r}", {})
-        extra = sorted(set(arguments) - ALLOWED_ARGUMENTS)
-        missing = sorted(ALLOWED_ARGUMENTS - set(arguments))
-        if extra or missing:
-            parts = [
-                f"unexpected keys {extra}" if extra else "",
-                f"missing keys {missing}" if missing else "",
-            ]
-            return self.error_result(
-                f"{TOOL_NAME} takes exactly 'start' and 'end': {', '.join(p for p in parts if p)}", requested
-            )
-        return self.zoom(arguments["start"], arguments["end"])
+        return self._plan(arguments, requested, None, None)
 
     def zoom(
         self, start: object, end: object, *, num_frames: int | None = None, pad: float | None = None
     ) -> ZoomResult:
-        """Validate, clamp and plan the window ``[start, end]``.
+        """Validate, pad, clamp and plan the window ``[start, end]``.
 
         Args:
             start, end: seconds as the model wrote them (anything: it is validated here).
@@ -140,19 +116,17 @@ class TemporalZoom:
             A `ZoomResult`; on a bad request ``error`` says what was wrong and ``clip`` is None.
         """
         requested = {"start": start, "end": end}
-        s, e = _as_seconds("start", start), _as_seconds("end", end)
-        for checked in (s, e):
-            if isinstance(checked, str):
-                return self.error_result(checked, requested)
-        assert isinstance(s, float) and isinstance(e, float)
+        return self._plan(requested, requested, num_frames, pad)
+
+    def _plan(
+        self, arguments: object, requested: dict[str, Any], num_frames: int | None, padding: float | None
+    ) -> ZoomResult:
+        window, error = check_zoom_arguments(arguments)
+        if window is None:
+            return self.error_result(str(error), requested)
+        s, e = window
         duration = self.info.duration
-        if s > e:
-            return self.error_result(f"start ({s:g} s) must not be after end ({e:g} s)", requested)
-        if s == e:
-            return self.error_result(
-                f"the window {s:g}-{e:g} s has zero length; give a window that contains the event", requested
-            )
-        if e <= 0 or s >= duration:
+        if s >= duration:
             return self.error_result(f"the window {s:g}-{e:g} s lies outside the video (0-{duration:.1f} s)", requested)
         if num_frames is not None and not (
             isinstance(num_frames, int) and 1 <= num_frames <= self.budget.zoom_max_frames
@@ -161,7 +135,7 @@ class TemporalZoom:
                 f"num_frames must be an integer in 1..{self.budget.zoom_max_frames}, got {num_frames!r}",
                 requested,
             )
-        span = self._window(s, e, self.pad if pad is None else pad)
+        span = self._window(s, e, self.pad if padding is None else padding)
         from zoom_agent.planning import plan_clip  # floor 2; imported lazily to keep the tool importable light
 
         clip = plan_clip(self.info, span, self.budget, self.geometry, max_frames=num_frames, role="zoom")
@@ -190,9 +164,9 @@ class TemporalZoom:
         share = TemporalZoom(self.info, budget, geometry=self.geometry, pad=self.pad, min_seconds=self.min_seconds)
         return [share.zoom(s, e) for s, e in merged]
 
-    def _window(self, s: float, e: float, pad: float) -> Span:
+    def _window(self, s: float, e: float, seconds: float) -> Span:
         duration = self.info.duration
-        span = clamp((s - pad, e + pad), duration)
+        span = pad((s, e), seconds, duration)
         if span.length < self.min_seconds:  # too short to hold 2 frames at the budget's fps
             centre = (span.start + span.end) / 2
             half = min(self.min_seconds, duration) / 2
@@ -202,24 +176,5 @@ class TemporalZoom:
 
     def error_result(self, message: str, requested: dict[str, Any]) -> ZoomResult:
         """A failed call: the text tells the model what was wrong and how long the video is."""
-        text = f"{TOOL_NAME} error: {message}. The video lasts {self.info.duration:.1f} s."
+        text = f"{ZOOM_TOOL_NAME} error: {message}. The video lasts {self.info.duration:.1f} s."
         return ZoomResult(text=text, error=message, requested=requested)
-
-    def as_langchain_tool(self) -> StructuredTool:
-        """This tool for any LangGraph/LangChain app: content = text, artifact = `ZoomResult`."""
-        from langchain_core.tools import StructuredTool
-
-        def _run(start: float, end: float) -> tuple[str, ZoomResult]:
-            result = self.zoom(start, end)
-            return result.text, result
-
-        return StructuredTool.from_function(
-            func=_run,
-            name=TOOL_NAME,
-            description=(
-                "Re-inspect the time window [start, end] (seconds) of the video at higher "
-                "per-frame resolution. Use it on the span that holds the evidence."
-            ),
-            args_schema=ZoomArgs,
-            response_format="content_and_artifact",
-        )

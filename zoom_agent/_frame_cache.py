@@ -5,10 +5,11 @@ Pure NumPy (OpenCV only inside `resize`), so it imports cheaply; `_decode` fills
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from zoom_agent.lru import ByteLRU
 
 
 @dataclass
@@ -26,35 +27,15 @@ class DecodeStats:
     shared_clip_hits: int = 0  # coarse clips served from the shared copy (no decode, no resize)
 
 
-@dataclass
-class FrameCache:
-    """LRU cache of native RGB frames keyed by frame index, bounded by bytes.
+class FrameCache(ByteLRU[int, np.ndarray]):
+    """Native RGB frames keyed by frame index, bounded by bytes (the one `ByteLRU`).
 
-    Not locked itself: the owning VideoSource holds its lock around every call.
+    Frames are shared between clips, so each is made read-only as it goes in.
     """
 
-    max_bytes: int
-    _items: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)
-    nbytes: int = 0
-
-    def get(self, index: int) -> np.ndarray | None:
-        arr = self._items.get(index)
-        if arr is not None:
-            self._items.move_to_end(index)
-        return arr
-
-    def put(self, index: int, arr: np.ndarray) -> None:
-        if arr.nbytes > self.max_bytes or index in self._items:
-            return
-        arr.flags.writeable = False  # shared between clips: nobody may paint on it
-        self._items[index] = arr
-        self.nbytes += arr.nbytes
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
+    def put(self, key: int, value: np.ndarray) -> None:
+        value.flags.writeable = False  # shared between clips: nobody may paint on it
+        super().put(key, value)
 
 
 def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -58,11 +58,6 @@ def merge(spans: Iterable[SpanLike]) -> list[Interval]:
     return [(s, e) for s, e in out]
 
 
-def total_length(spans: Iterable[SpanLike]) -> float:
-    """Length covered by the union of the intervals."""
-    return sum(e - s for s, e in merge(spans))
-
-
 def multi_iou(preds: Iterable[SpanLike], gts: Iterable[SpanLike]) -> float:
     """IoU of two sets of intervals, each merged first (docs/METHOD.md §3).
 

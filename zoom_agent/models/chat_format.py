@@ -45,7 +45,8 @@ the served prompt's times are clip-local and say so. Requests carry ``media_io_k
 which `zoom_agent.serve` sets, with the safeguards docs/serving.md §3 lists.
 
 Replies: `parse_completion` reads one choice (text, vLLM's ``token_ids``, per-token
-logprobs) and `token_offsets` maps the returned token strings back onto the text.
+logprobs) and `zoom_agent.models.token_offsets` maps the returned token strings back onto
+the text.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import numpy as np
 
 from zoom_agent.geometry import Family
 from zoom_agent.models.base import Completion, ModelError, Turn, VLMRequest
+from zoom_agent.models.token_offsets import token_offsets
 from zoom_agent.types import ClipRef
 
 VideoMode = Literal["frames", "images"]
@@ -231,57 +233,6 @@ def request_body(
 
 
 # --------------------------------------------------------------------------- responses
-
-
-def token_offsets(text: str, tokens: Sequence[str]) -> tuple[tuple[int, int], ...] | None:
-    """``[start, end)`` of each returned token string in ``text`` (for confidences).
-
-    Token strings decoded one by one do not always concatenate to the text: a character
-    split over byte-level tokens decodes as U+FFFD pieces (``" \\ufffd"``, ``"\\ufffd0"``),
-    EOS may show as ``<|im_end|>``, a stop string cuts the text inside a token. The walk
-    matches literal characters one to one; a run of U+FFFD matches the non-ASCII
-    characters up to the next literal and gives them to the run's last token, the one
-    completing them (as the transformers backend does); a token whose first character does
-    not match (a special token the text leaves out) gets an empty range.
-
-    Returns:
-        One range per token, contiguous from 0; tokens past the text end there. None when
-        the strings do not spell the text (e.g. ``token_id:N`` strings).
-    """
-    stream = [(i, ch) for i, tok in enumerate(tokens) for ch in tok]
-    ends: dict[int, int] = {}
-    p = q = 0
-    while q < len(stream) and p < len(text):
-        i, ch = stream[q]
-        if ch == "\ufffd":
-            run_end = q
-            while run_end < len(stream) and stream[run_end][1] == "\ufffd":
-                run_end += 1
-            after = stream[run_end][1] if run_end < len(stream) else None
-            if text[p].isascii():
-                return None
-            p += 1
-            while p < len(text) and not text[p].isascii() and text[p] != after:
-                p += 1
-            ends[stream[run_end - 1][0]] = p
-            q = run_end
-        elif text[p] == ch:
-            p += 1
-            ends[i] = p
-            q += 1
-        elif i in ends or (q > 0 and stream[q - 1][0] == i):
-            return None  # a mismatch inside a token
-        else:
-            while q < len(stream) and stream[q][0] == i:
-                q += 1
-    if p < len(text):
-        return None
-    offsets, start = [], 0
-    for i in range(len(tokens)):
-        end = max(ends.get(i, start), start)
-        offsets.append((start, end))
-        start = end
-    return tuple(offsets)
 
 
 def parse_completion(choice: dict[str, Any], want_logprobs: bool) -> Completion:

@@ -40,6 +40,7 @@ from zoom_agent.models.hf_render import (
     read_clip_frames,
 )
 from zoom_agent.models.tiny import quiet_progress_bars
+from zoom_agent.models.token_offsets import token_offsets, token_pieces
 from zoom_agent.types import ClipRef
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ class TransformersVLM:
             text=text,
             token_ids=tuple(kept),
             logprobs=tuple(logprobs[: cut.n_tokens]),
-            token_offsets=token_offsets(self.tokenizer, kept, text),
+            token_offsets=token_offsets(text, token_pieces(self.tokenizer, kept)),
             finish_reason=cut.finish_reason,
         )
 
@@ -272,40 +273,6 @@ class TransformersVLM:
         # Qwen's specials (<|im_end|>, <|vision_*|>) are skipped; the project's tags and
         # <tool_call> are plain added tokens and stay in the text.
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
-
-
-def token_offsets(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], text: str) -> tuple[tuple[int, int], ...]:
-    """``[start, end)`` character range in ``text`` of each token of a completion.
-
-    Token i ends where the decoded prefix ``ids[: i + 1]`` stops agreeing with ``text``, so
-    a character split over several byte-level tokens belongs to the token completing it,
-    skipped special tokens (EOS) get an empty range, and tokens past a stop-string cut end
-    at ``len(text)``. The ranges are contiguous and cover ``text``.
-
-    Args:
-        tokenizer: the tokenizer that produced ``ids``.
-        ids: the completion's token ids.
-        text: the completion's text (decoded with special tokens skipped, maybe cut).
-
-    Returns:
-        One ``(start, end)`` per token.
-    """
-    prefixes = tokenizer.batch_decode([list(ids[: i + 1]) for i in range(len(ids))], skip_special_tokens=True)
-    offsets, start = [], 0
-    for prefix in prefixes:
-        if text.startswith(prefix):
-            end = len(prefix)
-        else:  # a partial UTF-8 character ("\ufffd") or text beyond a stop-string cut
-            end = start
-            limit = min(len(prefix), len(text))
-            while end < limit and prefix[end] == text[end]:
-                end += 1
-        end = max(end, start)
-        offsets.append((start, end))
-        start = end
-    if offsets and start < len(text):  # never expected; keep the cover complete regardless
-        offsets[-1] = (offsets[-1][0], len(text))
-    return tuple(offsets)
 
 
 class _PolicyLogprobs(LogitsProcessor):

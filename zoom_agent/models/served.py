@@ -22,16 +22,16 @@ import asyncio
 import math
 import os
 import random
-import threading
 import time
 import weakref
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from zoom_agent.geometry import GEOMETRY, Family, VisionGeometry, detect_geometry, family_of
+from zoom_agent.lru import ByteLRU
 from zoom_agent.models.base import ModelError, VLMRequest, VLMResponse
 from zoom_agent.models.chat_format import (
     EncodedClip,
@@ -110,33 +110,6 @@ class ServedStats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-class _ClipCache:
-    """Encoded clips, least recently used dropped past ``max_bytes``. Thread-safe."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[ClipRef, int], EncodedClip] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[ClipRef, int]) -> EncodedClip | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[ClipRef, int], value: EncodedClip) -> None:
-        with self._lock:
-            if key in self._items or value.nbytes > self.max_bytes:
-                return
-            self._items[key] = value
-            self._bytes += value.nbytes
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
-
-
 class OpenAIVLM:
     """A VLM behind one or more OpenAI-compatible chat endpoints (vLLM replicas).
 
@@ -197,7 +170,7 @@ class OpenAIVLM:
         self.video_mode: VideoMode = video_mode
         self.jpeg_quality = jpeg_quality
         self.stats = ServedStats()
-        self._cache = _ClipCache(cache_bytes)
+        self._cache = ByteLRU[tuple[ClipRef, int], EncodedClip](cache_bytes)
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._random = random.Random()
 

@@ -1,9 +1,11 @@
 """Prompt templates and the response parser for the two output dialects (DESIGN.md §4).
 
 This package is the public face; import from here (``from zoom_agent import protocol``).
-Modules: `scan` (bounded readers: tags, numbers, spans, letters), `parser` (`parse`, the
-result types, tool-call checks), `answers` (strict and lenient answer letters), `prompts`
-(prompt templates and well-formed replies), `timestamps` (`strip_timestamps`).
+Modules: `scan` (bounded readers: tags, numbers, spans, letters; `check_window`, the rule
+for every time window a reply holds), `zoom_call` (the ``temporal_zoom`` call's contract:
+name, JSON schema, `check_zoom_arguments`), `parser` (`parse` and the result types),
+`answers` (strict and lenient answer letters), `prompts` (prompt templates and well-formed
+replies), `timestamps` (`strip_timestamps`).
 
 Dialects:
 
@@ -38,19 +40,8 @@ numbers with bounded regexes, tool calls with ``json.loads`` (at most
 """
 
 from zoom_agent.protocol.answers import extract_answer_lenient, extract_answer_strict
-from zoom_agent.protocol.parser import (
-    SPAN_KINDS,
-    ZOOM_TOOL_NAME,
-    Dialect,
-    Parsed,
-    Region,
-    RegionKind,
-    ToolCall,
-    check_zoom_arguments,
-    parse,
-)
+from zoom_agent.protocol.parser import SPAN_KINDS, Dialect, Parsed, Region, RegionKind, ToolCall, parse
 from zoom_agent.protocol.prompts import (
-    ZOOM_TOOL_SCHEMA,
     clip_caption,
     follow_up_prompt,
     format_answer,
@@ -59,14 +50,16 @@ from zoom_agent.protocol.prompts import (
     question_prompt,
     system_prompt,
 )
-from zoom_agent.protocol.scan import MAX_PARSE_CHARS, MAX_SPANS, MAX_TOOL_CALL_CHARS, Interval
+from zoom_agent.protocol.scan import MAX_PARSE_CHARS, MAX_SPANS, MAX_TOOL_CALL_CHARS, Interval, check_window
 from zoom_agent.protocol.timestamps import strip_timestamps
+from zoom_agent.protocol.zoom_call import ZOOM_ARGUMENTS, ZOOM_TOOL_NAME, ZOOM_TOOL_SCHEMA, check_zoom_arguments
 
 __all__ = [
     "MAX_PARSE_CHARS",
     "MAX_SPANS",
     "MAX_TOOL_CALL_CHARS",
     "SPAN_KINDS",
+    "ZOOM_ARGUMENTS",
     "ZOOM_TOOL_NAME",
     "ZOOM_TOOL_SCHEMA",
     "Dialect",
@@ -75,6 +68,7 @@ __all__ = [
     "Region",
     "RegionKind",
     "ToolCall",
+    "check_window",
     "check_zoom_arguments",
     "clip_caption",
     "extract_answer_lenient",

@@ -17,18 +17,17 @@ from zoom_agent.protocol.scan import (
     Element,
     Interval,
     check_letters,
-    check_pair,
     find_elements,
     option_letter,
     parse_glue,
     parse_time,
     strict_letter,
 )
+from zoom_agent.protocol.zoom_call import ZOOM_TOOL_NAME, check_zoom_arguments
 
 Dialect = Literal["tool", "zoomzero"]
 RegionKind = Literal["reasoning", "time", "tool_call", "answer", "glue"]
 
-ZOOM_TOOL_NAME = "temporal_zoom"
 SPAN_KINDS: tuple[RegionKind, ...] = ("time", "tool_call", "glue")
 _TAGS = ("think", "time", "tool_call", "answer", "glue")
 
@@ -60,7 +59,7 @@ class ToolCall:
 
     @property
     def span_error(self) -> str | None:
-        """Why the arguments are not a valid ``temporal_zoom`` window, or None."""
+        """Why the arguments are not a valid ``temporal_zoom`` window (`zoom_call`), or None."""
         return check_zoom_arguments(self.arguments)[1]
 
     @property
@@ -102,31 +101,6 @@ class Parsed:
     def answer_regions(self) -> list[Region]:
         """Regions the answer-accuracy channel credits: each ``<answer>...</answer>``."""
         return [r for r in self.regions if r.kind == "answer"]
-
-
-def check_zoom_arguments(arguments: dict[str, Any]) -> tuple[Interval | None, str | None]:
-    """Validate ``temporal_zoom`` arguments as the parser sees them (no video duration).
-
-    Returns:
-        ``((start, end), None)`` when ``{"start": s, "end": e}`` holds finite numbers with
-        ``0 <= s <= e``, else ``(None, reason)``; the reason is text the model can be shown.
-    """
-    extra = sorted(str(k) for k in arguments if k not in ("start", "end"))
-    missing = [k for k in ("start", "end") if k not in arguments]
-    if missing:
-        return None, f"missing argument(s): {', '.join(missing)}; expected start and end in seconds"
-    if extra:
-        return None, f"unexpected argument(s): {', '.join(extra)[:200]}; temporal_zoom takes start, end"
-    values = []
-    for key in ("start", "end"):
-        v = arguments[key]
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return None, f"{key} must be a number of seconds, got {json.dumps(v)[:40]}"
-        try:
-            values.append(repr(float(v)))
-        except OverflowError:  # a JSON integer with hundreds of digits
-            return None, f"{key} is not finite"
-    return check_pair(values[0], values[1])
 
 
 def _parse_tool_call(text: str, el: Element) -> tuple[ToolCall | None, str | None]:

@@ -9,31 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
-from zoom_agent.protocol.parser import ZOOM_TOOL_NAME, Dialect
+from zoom_agent.protocol.parser import Dialect
 from zoom_agent.protocol.scan import Interval
+from zoom_agent.protocol.zoom_call import ZOOM_TOOL_NAME, ZOOM_TOOL_SCHEMA
 from zoom_agent.types import OPTION_LETTERS, ClipRef
-
-ZOOM_TOOL_SCHEMA: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": ZOOM_TOOL_NAME,
-        "description": (
-            "Look closer at one time window of the video: returns the frames between start "
-            "and end at a higher resolution."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "start": {"type": "number", "description": "window start, seconds from the video start"},
-                "end": {"type": "number", "description": "window end, seconds from the video start"},
-            },
-            "required": ["start", "end"],
-            "additionalProperties": False,
-        },
-    },
-}
 
 _ROLE = "You answer questions about a video and point to the evidence in time."
 _TIMES = (
@@ -41,7 +21,7 @@ _TIMES = (
     "always give times as seconds from the start of the whole video."
 )
 _THINK = "Think inside <think> </think> and mark each moment you refer to as <time>(start, end)</time>."
-_CALL = '<tool_call>{"name": "temporal_zoom", "arguments": {"start": START, "end": END}}</tool_call>'
+_CALL = f'<tool_call>{{"name": "{ZOOM_TOOL_NAME}", "arguments": {{"start": START, "end": END}}}}</tool_call>'
 _ANSWER = "<answer>LETTER</answer>\n<glue>[(START, END), ...]</glue>"
 _GLUE = "<glue> lists the time windows, in seconds, that show the evidence."
 _ANSWER_WHAT = "the option's letter (or a short answer when there are no options)"
@@ -127,6 +107,9 @@ def clip_caption(ref: ClipRef) -> str:
     """
     prefix = {"coarse": "Video", "zoom": "Zoomed video", "context": "Whole-video overview"}[ref.role]
     size = f"{ref.num_frames} frames, {ref.width}x{ref.height}"
+    if len(ref.windows) > 1:  # a pooled clip: its windows, in video time
+        windows = " + ".join(f"{w.start:.1f}-{w.end:.1f} s" for w in ref.windows)
+        return f"{prefix} {windows} ({size}):"
     return f"{prefix} {ref.span.start:.1f}-{ref.span.end:.1f} s ({size}):"
 
 

@@ -74,17 +74,30 @@ def _number(token: str) -> tuple[float | None, str | None]:
     return None, f"{tok[:24]!r} is not a number"
 
 
+def check_window(start: float, end: float) -> str | None:
+    """Why ``(start, end)`` is not a time window of a reply, or None when it is one.
+
+    The one rule for every window a model writes (zoom arguments, glue spans, time tags):
+    finite seconds with ``0 <= start <= end``; ``start == end`` is a moment, and valid.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if not math.isfinite(value):
+            return f"{name} {value} is not finite"
+    if start < 0:
+        return f"start {start:g} is negative"
+    if start > end:
+        return f"start {start:g} is after end {end:g}"
+    return None
+
+
 def check_pair(s_tok: str, e_tok: str) -> tuple[Interval | None, str | None]:
     """A ``(start, end)`` window in seconds from two tokens, else an error the model can be shown."""
     start, err_s = _number(s_tok)
     end, err_e = _number(e_tok)
     if start is None or end is None:
         return None, err_s or err_e
-    if start < 0:
-        return None, f"start {start:g} is negative"
-    if start > end:
-        return None, f"start {start:g} is after end {end:g}"
-    return (start, end), None
+    error = check_window(start, end)
+    return (None, error) if error else ((start, end), None)
 
 
 def parse_glue(content: str, notes: list[str]) -> tuple[list[Interval], list[str], bool]:
