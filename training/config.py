@@ -167,7 +167,9 @@ class TrainConfig(_Strict):
     rollout_concurrency: int = Field(8, ge=1, description="rollouts in flight at once (ours)")
     engine: Literal["transformers", "vllm"] = Field("transformers", description="rollout engine")
     vllm: dict[str, Any] = Field(
-        default_factory=dict, description="extra vllm.LLM arguments (gpu_memory_utilization, ...)"
+        default_factory=dict,
+        description="VLLMSampler arguments (sleep_mode, gpu_memory_utilization, ...) and more vllm.LLM ones; "
+        "GPU or vLLM's CPU build (docs/training.md §6)",
     )
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0 = only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
@@ -183,8 +185,6 @@ class TrainConfig(_Strict):
                 "agent.strategy 'divide_and_conquer' runs several conversations per question; "
                 "training rollouts need one: use 'single' or 'multi_step'"
             )
-        if self.engine == "vllm" and self.policy.device == "cpu":
-            raise ValueError("engine 'vllm' needs a GPU: set policy.device to 'cuda'")
         return self
 
 

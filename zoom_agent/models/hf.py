@@ -167,13 +167,16 @@ class TransformersVLM:
         _, clips = chat_messages(request.turns)
         kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
         if clips:
-            kwargs.update(self._video_kwargs(clips))
+            kwargs.update(self.video_kwargs(clips))
         inputs = self.processor(**kwargs)
         if "mm_token_type_ids" not in inputs:  # a processor that leaves it out for text-only prompts
             inputs["mm_token_type_ids"] = torch.zeros_like(inputs["input_ids"])
         return inputs.to(self.device)
 
-    def _video_kwargs(self, clips: Sequence[ClipRef]) -> dict[str, Any]:
+    def video_kwargs(self, clips: Sequence[ClipRef]) -> dict[str, Any]:
+        """The processor's video arguments for ``clips``: frames (padded to a whole temporal
+        patch), their ``video_metadata``, ``size`` bounds that keep the planned sizes, and no
+        resampling. The vLLM rollout engine hands vLLM the same ones."""
         vp = self.processor.video_processor
         videos, metadata = [], []
         for ref in clips:
