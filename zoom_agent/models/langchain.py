@@ -1,4 +1,4 @@
-"""`LangChainVLM`: any LangChain chat model as the agent's `VLM` (DESIGN.md §3).
+"""`LangChainVLM`: any LangChain chat model as the agent's `VLM` (docs/architecture.md §3, §8).
 
     from langchain_openai import ChatOpenAI
     agent = ZoomAgent(LangChainVLM(ChatOpenAI(model="gpt-4.1-mini")))

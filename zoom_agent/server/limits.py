@@ -1,4 +1,4 @@
-"""What a server lets one call ask for, and which videos it may read (docs/QUALITY.md, Security).
+"""What a server lets one call ask for, and which videos it may read (docs/quality.md §3).
 
 Both servers (MCP and the LangGraph deployment) read only videos under one configured
 video root, by the dataset loaders' rule (`zoom_agent.datasets.paths.resolve_video`: no
