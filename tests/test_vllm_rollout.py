@@ -54,7 +54,8 @@ def test_vllm_rollouts_replay_exactly_in_the_training_pass(engine) -> None:  # t
         with torch.no_grad():
             lp, _ = policy_logprobs(rollout_engine.vlm.model, inputs, traj.policy_positions, rollout_engine.banned_ids)
         sampled = torch.tensor(traj.masks.sampled_logprobs(), device=lp.device)
-        # vLLM reports raw log-probs (before its allowed-token mask): compare where both agree closely.
+        # vLLM reports processed log-probs (banned tokens masked), the policy's at temperature 1;
+        # GPU kernels differ from the CPU's, so this is looser than tests/vllm_cpu's 1e-4.
         assert float((lp - sampled).abs().median()) < 0.05
 
 
