@@ -94,12 +94,15 @@ class ServedModel:
                 self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(self.url.removesuffix("/v1") + "/health"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                self.stop()
-                pytest.fail(f"zoom-agent serve ({self.family}) did not become healthy:\n{tail}", pytrace=False)
-            time.sleep(1.0)
+        try:
+            while not _healthy(self.url.removesuffix("/v1") + "/health"):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    tail = self.log.read_text(errors="replace")[-3000:]
+                    pytest.fail(f"zoom-agent serve ({self.family}) did not become healthy:\n{tail}", pytrace=False)
+                time.sleep(1.0)
+        except BaseException:  # a failed start or Ctrl-C while waiting: leave no server behind
+            self.stop()
+            raise
         self.starts.append(time.monotonic() - t0)
 
     def vllm_pid(self) -> int:
