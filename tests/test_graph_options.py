@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from zoom_agent.agent import ZoomAgent, make_question
 from zoom_agent.config import AgentConfig, Budget
@@ -18,8 +20,16 @@ from zoom_agent.graphs import ZoomContext, build_zoom_graph
 from zoom_agent.graphs.approval import decided_calls
 from zoom_agent.models import ScriptedVLM
 from zoom_agent.protocol import format_answer, format_tool_call
+from zoom_agent.types import GroundedAnswer, Question
 
 CONFIG = AgentConfig(budget=Budget(visual_tokens=256))
+
+
+class Parent(TypedDict, total=False):
+    """An application's graph state that embeds the zoom graph as a node."""
+
+    question: Question
+    result: GroundedAnswer
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +87,20 @@ def test_checkpoints_load_without_unregistered_type_warnings(video: Path, caplog
         state = agent.graph.get_state({"configurable": {"thread_id": "t"}})
     assert result.status == "answered" and state.values["result"] == result
     assert not [r for r in caplog.records if "unregistered type" in r.getMessage()]
+
+
+def test_a_parent_graph_can_invoke_the_zoom_graph_synchronously(video: Path):
+    builder = StateGraph(Parent, context_schema=ZoomContext)
+    builder.add_node("zoom_agent", build_zoom_graph())
+    builder.add_edge(START, "zoom_agent")
+    builder.add_edge("zoom_agent", END)
+    parent = builder.compile()
+    context = ZoomContext(model=zoom_then_answer(), config=CONFIG)
+    question = make_question(video, "q", ["a", "b"])
+    parts = list(
+        parent.stream({"question": question}, stream_mode=["custom", "values"], subgraphs=True, context=context)
+    )
+    result = [chunk for _, mode, chunk in parts if mode == "values"][-1]["result"]
+    assert result.status == "answered" and [z.clip.span.as_tuple() for z in result.zooms] == [(2.0, 5.0)]
+    custom = [chunk for _, mode, chunk in parts if mode == "custom"]
+    assert [e["step"] for e in custom] == ["model", "zoom", "model"]  # run config reached the nodes
