@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from zoom_agent.config import ConfidenceMethod
 from zoom_agent.models.base import Completion
 from zoom_agent.protocol import Parsed, Region
 from zoom_agent.types import TurnTrace
+
+OFFICIAL_TOP_K = 20  # their confidence_score(topk=20)
 
 
 def _token_logprobs(completion: Completion, start: int, end: int) -> list[float]:
@@ -32,24 +35,59 @@ def _letter_range(region: Region, letter: str) -> tuple[int, int]:
     return region.start + i, region.start + i + len(letter)
 
 
-def answer_confidence(completion: Completion, parsed: Parsed) -> float | None:
-    """Probability the policy gave the answer letter's token(s); None without logprobs."""
+def answer_confidence(completion: Completion, parsed: Parsed, method: ConfidenceMethod = "sampled") -> float | None:
+    """How sure the reply is of its answer; None without logprobs or an answer.
+
+    ``sampled`` (ours): the probability of the answer letter's token(s). ``official`` (their
+    ``confidence_score``): the probability of the one token right after the text
+    ``<answer`` of the last answer element.
+    """
     if parsed.answer is None:
         return None
     regions = parsed.answer_regions()
     if not regions:
         return None
+    if method == "official":
+        return _official_answer_confidence(completion, regions[-1])
     logprobs = _token_logprobs(completion, *_letter_range(regions[-1], parsed.answer))
     return math.exp(sum(logprobs)) if logprobs else None
 
 
-def span_confidence(completion: Completion, parsed: Parsed) -> float | None:
-    """Geometric-mean token probability over the final evidence spans (the glue region)."""
+def _official_answer_confidence(completion: Completion, region: Region) -> float | None:
+    if completion.logprobs is None or completion.token_offsets is None:
+        return None
+    tag_end = region.start + len("<answer")  # the character after "<answer"
+    for i, (a, b) in enumerate(completion.token_offsets):
+        if a < tag_end <= b:  # the token holding the tag's last character
+            after = i + 1 if tag_end == b else i
+            return math.exp(completion.logprobs[after]) if after < len(completion.logprobs) else None
+    return None
+
+
+def span_confidence(completion: Completion, parsed: Parsed, method: ConfidenceMethod = "sampled") -> float | None:
+    """How sure the reply is of its evidence spans (the glue element); None without them.
+
+    ``sampled`` (ours): the geometric-mean probability of the glue's tokens. ``official``
+    (their ``confidence_score``): over the tokens of the glue's content, the mean of
+    ``-mean(log p)`` of each step's top-20 probabilities (needs ``top_logprobs``; higher
+    = a more peaked distribution; their long-video filter keeps spans above 10).
+    """
     glue = [r for r in parsed.regions if r.kind == "glue"]
     if not glue or not parsed.spans:
         return None
+    if method == "official":
+        return _official_span_confidence(completion, glue[-1])
     logprobs = [lp for r in glue for lp in _token_logprobs(completion, r.start, r.end)]
     return math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
+
+
+def _official_span_confidence(completion: Completion, region: Region) -> float | None:
+    top, offsets = completion.top_logprobs, completion.token_offsets
+    if not top or offsets is None:
+        return None
+    start, end = region.start + len("<glue>"), region.end - len("</glue>")
+    steps = [-sum(k) / len(k) for (a, b), k in zip(offsets, top, strict=False) if a < end and start < b and k]
+    return sum(steps) / len(steps) if steps else None
 
 
 def arbitrate(turns: Sequence[TurnTrace], *, use_confidence: bool = True) -> tuple[TurnTrace, TurnTrace] | None:

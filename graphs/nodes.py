@@ -20,11 +20,12 @@ from zoom_agent import protocol
 from zoom_agent.approximate import snap_clip
 from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import VisionGeometry
-from zoom_agent.graphs.arbitration import answer_confidence, arbitrate, span_confidence
+from zoom_agent.graphs.arbitration import OFFICIAL_TOP_K, answer_confidence, arbitrate, span_confidence
+from zoom_agent.graphs.request_budget import fit_request, request_visual_tokens
 from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask, rounds_taken
 from zoom_agent.models.base import Sampling, Turn, VLMRequest, model_failure
 from zoom_agent.planning import plan_clip
-from zoom_agent.protocol import Dialect
+from zoom_agent.protocol import Dialect, templates
 from zoom_agent.spans import merge
 from zoom_agent.tools.zoom import TemporalZoom
 from zoom_agent.tracing import progress, traced_zoom
@@ -49,8 +50,50 @@ async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
             coarse = await asyncio.to_thread(snap_clip, coarse, config.approximate_coarse)
         except Exception as exc:  # a bad video is this item's failure, not the batch's
             return {"error": f"{type(exc).__name__}: {exc}", "started": started}
-    turns = question_turns(question, [coarse], config.dialect, zoom_rounds=config.zoom_rounds())
+    turns = opening_turns(question, [coarse], config, zoom_rounds=config.zoom_rounds(), seconds=info.duration)
     return base | {"coarse": coarse, "turns": turns}
+
+
+def opening_turns(
+    question: Question,
+    clips: Sequence[ClipRef],
+    config: AgentConfig,
+    *,
+    zoom_rounds: int,
+    seconds: float,
+    answer_only: bool = False,
+    reasoning: str | None = None,
+) -> list[Turn]:
+    """The opening of a conversation in the configured prompt structure (``config.prompts``).
+
+    ``official``: one user turn, the text (duration sentence, question and options on one
+    line, layout) BEFORE the clips, no system turn (`zoom_agent.protocol.templates`).
+    ``ours``: `question_turns`, plus the coarse reasoning as a text line when given.
+
+    Args:
+        question: the question and its options.
+        clips: the views the model sees first.
+        config: the agent's configuration (prompt structure, dialect, template file).
+        zoom_rounds: zoom turns allowed (``ours`` leaves the tool out at 0).
+        seconds: the length of the video the clips show (the duration sentence).
+        answer_only: the letter alone (divide and conquer's chunk passes, ``official``).
+        reasoning: the coarse reasoning, time tags removed (the fresh fine pass).
+    """
+    if config.prompts == "official":
+        text = templates.official_prompt(
+            templates.templates_from(config.prompt_file),
+            question.question,
+            question.options,
+            seconds=seconds,
+            answer_only=answer_only,
+            reasoning=reasoning,
+        )
+        return [Turn(role="user", content=(text, *clips))]
+    turns = question_turns(question, clips, config.dialect, zoom_rounds=zoom_rounds)
+    if reasoning:
+        last = turns[-1]
+        turns[-1] = last.model_copy(update={"content": (*last.content, f"\nYour earlier analysis: {reasoning}")})
+    return turns
 
 
 def question_turns(question: Question, clips: Sequence[ClipRef], dialect: Dialect, *, zoom_rounds: int) -> list[Turn]:
@@ -81,8 +124,11 @@ async def ask_model(
     Raises whatever the backend raises; callers turn it into an error result.
     """
     config = ctx.config
+    sent = fit_request(turns, config.request_token_cap)  # docs/method.md §8
     request = VLMRequest(
-        turns=tuple(turns), sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
+        turns=tuple(sent),
+        sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens),
+        top_logprobs=OFFICIAL_TOP_K if config.confidence == "official" else 0,
     )
     t0 = time.perf_counter()
     response = await ctx.model.generate(request)
@@ -91,11 +137,12 @@ async def ask_model(
     trace = TurnTrace(
         round=round_,
         text=completion.text,
-        clips=turns[-1].clips if turns[-1].role == "user" else (),
+        clips=sent[-1].clips if sent[-1].role == "user" else (),
         answer=parsed.answer,
         spans=_spans(parsed.spans),
-        answer_confidence=answer_confidence(completion, parsed),
-        span_confidence=span_confidence(completion, parsed),
+        answer_confidence=answer_confidence(completion, parsed, config.confidence),
+        span_confidence=span_confidence(completion, parsed, config.confidence),
+        request_visual_tokens=request_visual_tokens(sent),
         format_ok=parsed.format_ok,
         tool_calls=len(parsed.tool_calls) + len(parsed.tool_call_errors),
         prompt_tokens=len(response.prompt_token_ids) if response.prompt_token_ids else response.prompt_tokens,

@@ -25,14 +25,17 @@ def after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["m
     return "model"
 
 
-def after_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["retry", "finalize"] | list[Send]:
+def after_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["retry", "finalize", "refine"] | list[Send]:
     """One `Send` per zoom call while zoom rounds are left (parallel zoom, at most
-    ``max_parallel_zooms``); else finalize on an answer or a model error; else a format
-    reminder while ``format_retries`` allow; else finalize (unanswered)."""
+    ``max_parallel_zooms``), or the fresh fine pass on all of them (``fine_pass="fresh"``);
+    else finalize on an answer or a model error; else a format reminder while
+    ``format_retries`` allow; else finalize (unanswered)."""
     config = runtime.context.config
     if state.get("error"):
         return "finalize"
     taken, calls = rounds_taken(state), state.get("calls", [])
+    if calls and taken < config.zoom_rounds() and config.fine_pass == "fresh":
+        return "refine"
     if calls and taken < config.zoom_rounds():
         return [
             Send("zoom", ZoomTask(call=call, index=i, round=taken + 1, info=state["info"]))

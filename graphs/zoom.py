@@ -2,6 +2,7 @@
 
 ```
 prepare -> model -> (zoom x k, in parallel) -> observe -> model -> ... -> finalize
+        |        |-> refine (fresh fine pass on the pooled spans) -> finalize
         |        `-> retry (format reminder) -> model
         `-> (chunk x n, in parallel) -> fine -> finalize        divide and conquer (long videos)
 ```
@@ -14,8 +15,9 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from zoom_agent.checkpoints import with_state_types
-from zoom_agent.graphs import approval, divide, nodes, routes
+from zoom_agent.graphs import approval, divide, fine, nodes, routes
 from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
+from zoom_agent.sync import allow_sync
 
 
 def build_zoom_graph(*, checkpointer: Any = None, approve_zooms: bool = False, **compile_options: Any) -> Any:
@@ -39,7 +41,7 @@ def build_zoom_graph(*, checkpointer: Any = None, approve_zooms: bool = False, *
         >>> from zoom_agent.models.scripted import ScriptedVLM
         >>> graph = build_zoom_graph()
         >>> sorted(graph.get_graph().nodes)  # doctest: +NORMALIZE_WHITESPACE
-        ['__end__', '__start__', 'chunk', 'finalize', 'fine', 'model', 'observe', 'prepare', 'retry', 'zoom']
+        ['__end__', '__start__', 'chunk', 'finalize', 'fine', 'model', 'observe', 'prepare', 'refine', 'retry', 'zoom']
     """
     graph = StateGraph(ZoomState, context_schema=ZoomContext)
     graph.add_node("prepare", nodes.prepare)
@@ -57,13 +59,17 @@ def build_zoom_graph(*, checkpointer: Any = None, approve_zooms: bool = False, *
     if approve_zooms:
         graph.add_node("approve", approval.approve_zooms)
         graph.add_edge("model", "approve")
-        graph.add_conditional_edges("approve", routes.after_model, ["zoom", "retry", "finalize"])
+        graph.add_conditional_edges("approve", routes.after_model, ["zoom", "refine", "retry", "finalize"])
     else:
-        graph.add_conditional_edges("model", routes.after_model, ["zoom", "retry", "finalize"])
+        graph.add_conditional_edges("model", routes.after_model, ["zoom", "refine", "retry", "finalize"])
+    graph.add_node("refine", fine.fresh_fine_pass)
+    graph.add_edge("refine", "finalize")
     graph.add_edge("zoom", "observe")
     graph.add_edge("observe", "model")
     graph.add_edge("retry", "model")
     graph.add_edge("finalize", END)
+    for spec in graph.nodes.values():  # async nodes run from the sync API too (parent.invoke)
+        allow_sync(spec.runnable)
     compile_options.setdefault("name", "zoom_graph")
     saver = with_state_types(checkpointer, ZoomState, ZoomTask)
     return graph.compile(checkpointer=saver, **compile_options)

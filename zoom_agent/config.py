@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zoom_agent.geometry import VisionGeometry
 
+# How answer and span confidences are read from a reply (graphs/arbitration.py).
+ConfidenceMethod = Literal["sampled", "official"]
+
 
 class Budget(BaseModel):
     """The visual-token budget L_v and the rules that turn it into frames and pixels.
@@ -125,7 +128,7 @@ class AgentConfig(BaseModel):
         "plus the coarse reasoning with its time tags removed (their eval; docs/method.md §7)",
     )
     fine_share: float = Field(0.5, gt=0, le=1, description="budget share of the fresh fine pass; their eval: 4096/8192")
-    confidence: Literal["sampled", "official"] = Field(
+    confidence: ConfidenceMethod = Field(
         "sampled",
         description="sampled: answer = probability of the letter's tokens, spans = geometric-mean probability "
         "of the glue tokens (ours); official: answer = probability of the token after '<answer', spans = "

@@ -175,6 +175,9 @@ class TurnTrace(_Frozen):
     tool_calls: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    request_visual_tokens: int = Field(
+        0, ge=0, description="visual tokens of all the clips the request held (docs/method.md §8)"
+    )
     latency_s: float = 0.0
 
 

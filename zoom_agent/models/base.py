@@ -51,6 +51,9 @@ class VLMRequest(_Frozen):
     turns: tuple[Turn, ...] = Field(min_length=1)
     sampling: Sampling = Sampling()
     want_logprobs: bool = Field(True, description="ask for per-token logprobs and token ids")
+    top_logprobs: int = Field(
+        0, ge=0, le=20, description="also the k largest logprobs at each step (their span confidence: 20)"
+    )
 
 
 class Completion(_Frozen):
@@ -60,12 +63,17 @@ class Completion(_Frozen):
     token_offsets: tuple[tuple[int, int], ...] | None = Field(
         None, description="[start, end) character range of each token in `text` (for confidences)"
     )
+    top_logprobs: tuple[tuple[float, ...], ...] | None = Field(
+        None, description="the k largest logprobs at each step, largest first (when the request asked)"
+    )
     finish_reason: str | None = None
+    completion_tokens: int | None = Field(None, description="tokens generated, as a backend reports it without ids")
 
 
 class VLMResponse(_Frozen):
     completions: tuple[Completion, ...] = Field(min_length=1)
     prompt_token_ids: tuple[int, ...] | None = None
+    prompt_tokens: int | None = Field(None, description="prompt length, as a backend reports it without ids")
     model: str = ""
     latency_s: float = 0.0
 

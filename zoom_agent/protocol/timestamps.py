@@ -16,6 +16,25 @@ _BARE_TIME = re.compile(
 )
 
 
+def strip_time_tags(reasoning: str) -> str:
+    """Remove only the ``<time>...</time>`` elements, as their fine pass does
+    (``re.sub(r'<time>.*?</time>', '', think)``); other text, bare times included, stays.
+
+    Args:
+        reasoning: the text (only the first `MAX_PARSE_CHARS` characters are kept).
+
+    Returns:
+        The text without time tags, stripped.
+    """
+    text = reasoning[:MAX_PARSE_CHARS]
+    elements, _ = find_elements(text, "time", [])
+    pieces, pos = [], 0
+    for e in elements:
+        pieces.append(text[pos : e.start])
+        pos = e.end
+    return "".join([*pieces, text[pos:]]).strip()
+
+
 def strip_timestamps(reasoning: str) -> str:
     """Remove time tags (with their content) and bare times from reasoning.
 
