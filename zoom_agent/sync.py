@@ -98,6 +98,9 @@ def allow_sync(runnable: Any) -> None:
 
     @functools.wraps(node)
     def blocking(*args: Any, **kwargs: Any) -> Any:
-        return shared_loop().run(node(*args, **kwargs), context=contextvars.copy_context())
+        async def call() -> Any:
+            return await node(*args, **kwargs)
+
+        return shared_loop().run(call(), context=contextvars.copy_context())
 
     runnable.func = blocking
