@@ -56,11 +56,10 @@ def answer_confidence(completion: Completion, parsed: Parsed, method: Confidence
 def _official_answer_confidence(completion: Completion, region: Region) -> float | None:
     if completion.logprobs is None or completion.token_offsets is None:
         return None
-    tag_end = region.start + len("<answer")  # the character after "<answer"
+    tag_end = region.start + len("<answer")
     for i, (a, b) in enumerate(completion.token_offsets):
-        if a < tag_end <= b:  # the token holding the tag's last character
-            after = i + 1 if tag_end == b else i
-            return math.exp(completion.logprobs[after]) if after < len(completion.logprobs) else None
+        if a < tag_end <= b:  # the token holding the tag's last character ('answer' in Qwen's '<', 'answer')
+            return math.exp(completion.logprobs[i + 1]) if i + 1 < len(completion.logprobs) else None
     return None
 
 

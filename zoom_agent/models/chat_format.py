@@ -226,7 +226,7 @@ def request_body(
     if s.stop:
         body["stop"] = list(s.stop)
     if request.want_logprobs:  # per-token logprobs and vLLM's token ids (training rollouts)
-        body |= {"logprobs": True, "top_logprobs": 0, "return_token_ids": True}
+        body |= {"logprobs": True, "top_logprobs": request.top_logprobs, "return_token_ids": True}
     if request.turns[-1].role == "assistant":  # a prefix to continue, as the transformers backend does
         body |= {"continue_final_message": True, "add_generation_prompt": False}
     return body
@@ -250,7 +250,17 @@ def parse_completion(choice: dict[str, Any], want_logprobs: bool) -> Completion:
             token_ids=tuple(int(i) for i in ids) if ids is not None else None,
             logprobs=tuple(float(it["logprob"]) for it in items) if want_logprobs and items else None,
             token_offsets=token_offsets(text, [str(it["token"]) for it in items]) if items else None,
+            top_logprobs=_top_logprobs(items) if want_logprobs and items else None,
             finish_reason=choice.get("finish_reason"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"a response choice is not an OpenAI chat completion: {exc!r}") from exc
+
+
+def _top_logprobs(items: list[dict[str, Any]]) -> tuple[tuple[float, ...], ...] | None:
+    """Each step's ``top_logprobs`` values, largest first; None when the server sent none."""
+    if not any(it.get("top_logprobs") for it in items):
+        return None
+    return tuple(
+        tuple(sorted((float(t["logprob"]) for t in it.get("top_logprobs") or ()), reverse=True)) for it in items
+    )

@@ -92,10 +92,10 @@ class TransformersVLM:
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
 
     @property
-    @property
     def family(self) -> Family:
         return self.geometry.family
 
+    @property
     def device(self) -> torch.device:
         return self.model.device
 
@@ -122,7 +122,7 @@ class TransformersVLM:
             # Decoding and preprocessing run outside the lock: they overlap another
             # request's generate (on a GPU fully, on CPU as far as the cores allow).
             inputs = self.render_inputs(request)
-            completions = self.generate_from_inputs(inputs, request.sampling)
+            completions = self.generate_from_inputs(inputs, request.sampling, top_logprobs=request.top_logprobs)
         except ModelError:
             raise
         except Exception as exc:  # a backend reports every failure as ModelError (base.py)
@@ -194,7 +194,12 @@ class TransformersVLM:
         return kwargs
 
     def generate_from_inputs(
-        self, inputs: Mapping[str, Any], sampling: Sampling, *, banned_token_ids: Sequence[int] = ()
+        self,
+        inputs: Mapping[str, Any],
+        sampling: Sampling,
+        *,
+        banned_token_ids: Sequence[int] = (),
+        top_logprobs: int = 0,
     ) -> list[Completion]:
         """Sample from already-rendered processor inputs (a batch of one), under the model lock.
 
@@ -206,6 +211,7 @@ class TransformersVLM:
             sampling: temperature (0 = greedy), top_p, max_tokens, n, seed, stop strings.
             banned_token_ids: ids the policy may never sample (masked before sampling and in
                 the recorded log-probs, e.g. vision placeholders).
+            top_logprobs: also record the k largest log-probs of every step (0: none).
 
         Returns:
             ``sampling.n`` completions with token ids, policy log-probs (log_softmax of the
@@ -224,11 +230,11 @@ class TransformersVLM:
                 torch.manual_seed(sampling.seed)
             while len(out) < todo:
                 chunk = min(self.max_batch, todo - len(out))
-                out.extend(self._generate_chunk(inputs, sampling, chunk, banned_token_ids))
+                out.extend(self._generate_chunk(inputs, sampling, chunk, banned_token_ids, top_logprobs))
         return out * sampling.n if greedy else out
 
     def _generate_chunk(
-        self, inputs: Mapping[str, Any], s: Sampling, n: int, banned: Sequence[int]
+        self, inputs: Mapping[str, Any], s: Sampling, n: int, banned: Sequence[int], top_k: int = 0
     ) -> list[Completion]:
         from transformers import GenerationConfig
 
@@ -247,7 +253,7 @@ class TransformersVLM:
             stop_strings=list(s.stop) or None,
             **warpers,
         )
-        recorder = _PolicyLogprobs(banned)
+        recorder = _PolicyLogprobs(banned, top_k)
         with torch.inference_mode():
             sequences = cast(Any, self.model).generate(
                 **inputs,
@@ -258,9 +264,15 @@ class TransformersVLM:
         prompt_len = inputs["input_ids"].shape[1]
         new = sequences[:, prompt_len:]
         logprobs = recorder.finish(new)
-        return [self._completion(new[i].tolist(), logprobs[i].tolist(), s.stop) for i in range(new.shape[0])]
+        top = recorder.top()
+        return [
+            self._completion(new[i].tolist(), logprobs[i].tolist(), s.stop, None if top is None else top[i].tolist())
+            for i in range(new.shape[0])
+        ]
 
-    def _completion(self, ids: list[int], logprobs: list[float], stop: Sequence[str]) -> Completion:
+    def _completion(
+        self, ids: list[int], logprobs: list[float], stop: Sequence[str], top: list[list[float]] | None = None
+    ) -> Completion:
         cut = _trim(ids, self.eos_token_ids, stop, self._decode)
         kept = ids[: cut.n_tokens]
         text = self._decode(kept) if cut.text is None else cut.text
@@ -268,6 +280,7 @@ class TransformersVLM:
             text=text,
             token_ids=tuple(kept),
             logprobs=tuple(logprobs[: cut.n_tokens]),
+            top_logprobs=None if top is None else tuple(tuple(step) for step in top[: cut.n_tokens]),
             token_offsets=token_offsets(text, token_pieces(self.tokenizer, kept)),
             finish_reason=cut.finish_reason,
         )
@@ -287,10 +300,12 @@ class _PolicyLogprobs(LogitsProcessor):
     end, so no per-step vocabulary-sized tensor is kept.
     """
 
-    def __init__(self, banned_ids: Sequence[int] = ()) -> None:
+    def __init__(self, banned_ids: Sequence[int] = (), top_k: int = 0) -> None:
         self.banned = list(banned_ids)
+        self.top_k = top_k  # also keep the k largest log-probs of each step (their confidence_score)
         self._pending: torch.Tensor | None = None
         self._steps: list[torch.Tensor] = []
+        self._top: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._pending is not None:
@@ -299,7 +314,17 @@ class _PolicyLogprobs(LogitsProcessor):
             scores = scores.clone()  # type: ignore[assignment]
             scores[:, self.banned] = float("-inf")
         self._pending = torch.log_softmax(scores.float(), dim=-1)
+        if self.top_k:
+            self._top.append(torch.topk(self._pending, min(self.top_k, self._pending.shape[-1]), dim=-1).values.cpu())
         return scores
+
+    def top(self) -> torch.Tensor | None:
+        """The k largest log-probs of every step, (batch, steps, k), largest first; None when not asked."""
+        if not self.top_k:
+            return None
+        if not self._top:
+            return torch.zeros((0, 0, self.top_k))
+        return torch.stack(self._top, dim=1)
 
     def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
         """Log-probs of ``new_tokens`` (batch, steps) as a CPU float tensor of that shape."""
