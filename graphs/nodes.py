@@ -191,9 +191,12 @@ async def zoom(task: ZoomTask, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     """Run one zoom call through `TemporalZoom`; errors become text the model reads."""
     ctx, call = runtime.context, task["call"]
     config = ctx.config
+    budget = config.zoom_budget()
+    if config.request_token_cap is not None:  # one round's zooms share one budget (docs/method.md §8)
+        budget = budget.view(1 / task.get("count", 1))
     tool = TemporalZoom(
         task["info"],
-        config.zoom_budget(),
+        budget,
         geometry=ctx.geometry,
         pad=config.zoom_pad,
         min_seconds=config.min_zoom_seconds,

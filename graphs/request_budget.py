@@ -3,9 +3,10 @@
 Every model request's visual tokens are the sum over the clips it holds. With a declared
 cap (`AgentConfig.request_token_cap`), `fit_request` drops the OLDEST clips of the
 conversation first (the coarse view, then the earliest zoomed views), each replaced by one
-text line naming the window it showed, until the request fits; the newest view stays,
-since it answers the latest zoom call. The graph's state keeps every clip: only the
-request sent is trimmed, so each request is fitted afresh.
+text line naming the window it showed, until the request fits; the views of the newest
+turn stay, since they answer the latest zoom calls (under a cap they share one budget).
+The graph's state keeps every clip: only the request sent is trimmed, so each request is
+fitted afresh.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ def fit_request(turns: Sequence[Turn], cap: int | None) -> list[Turn]:
     visual tokens (unchanged when ``cap`` is None or it already fits).
 
     Raises:
-        RequestBudgetError: the newest clip alone exceeds ``cap``.
+        RequestBudgetError: the newest turn's clips alone exceed ``cap``.
     """
     out = list(turns)
     total = request_visual_tokens(out)
     if cap is None or total <= cap:
         return out
+    last = len(out) - 1  # the newest turn's clips are never dropped
     positions = [
-        (t, p) for t, turn in enumerate(out) for p, part in enumerate(turn.content) if isinstance(part, ClipRef)
+        (t, p) for t, turn in enumerate(out[:last]) for p, part in enumerate(turn.content) if isinstance(part, ClipRef)
     ]
-    for t, p in positions[:-1]:  # oldest first; the newest clip is never dropped
+    for t, p in positions:  # oldest first
         if total <= cap:
             break
         turn = out[t]
@@ -50,7 +52,7 @@ def fit_request(turns: Sequence[Turn], cap: int | None) -> list[Turn]:
         total -= clip.visual_tokens
     if total > cap:
         raise RequestBudgetError(
-            f"request_token_cap {cap}: the newest view alone holds {total} visual tokens; "
+            f"request_token_cap {cap}: the newest turn's views alone hold {total} visual tokens; "
             "expected a cap of at least one view's budget"
         )
     return out

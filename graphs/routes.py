@@ -37,9 +37,10 @@ def after_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["ret
     if calls and taken < config.zoom_rounds() and config.fine_pass == "fresh":
         return "refine"
     if calls and taken < config.zoom_rounds():
+        run = calls[: config.max_parallel_zooms]
         return [
-            Send("zoom", ZoomTask(call=call, index=i, round=taken + 1, info=state["info"]))
-            for i, call in enumerate(calls[: config.max_parallel_zooms])
+            Send("zoom", ZoomTask(call=call, index=i, count=len(run), round=taken + 1, info=state["info"]))
+            for i, call in enumerate(run)
         ]
     if state["trace"][-1].answer is not None:
         return "finalize"

@@ -45,6 +45,7 @@ class ZoomTask(TypedDict):
 
     call: dict[str, Any]
     index: int
+    count: int  # zoom calls run in this round (they share one budget under a request cap)
     round: int
     info: VideoInfo
 

@@ -6,7 +6,7 @@ Sources: "paper" = arXiv 2512.14273; "their code" = the authors' EasyR1/verl for
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -153,8 +153,9 @@ class AgentConfig(BaseModel):
     request_token_cap: int | None = Field(
         None,
         gt=0,
-        description="most visual tokens one model request may hold, all its clips together; older views are "
-        "dropped (oldest first) to stay within it (docs/method.md §8). None: no cap (ours)",
+        description="most visual tokens one model request may hold, all its clips together: parallel zooms "
+        "share one zoom budget, older views are dropped (oldest first) and budget.floor_frame_cap is on "
+        "(docs/method.md §8). None: no cap (ours)",
     )
     approximate_coarse: float | None = Field(
         None,
@@ -163,6 +164,20 @@ class AgentConfig(BaseModel):
         description="approximate mode (ours, docs/video.md §5): coarse views read the nearest keyframe "
         "within this many seconds of each planned frame; the clips carry the true times. None: exact",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cap_needs_the_floor_cap(cls, data: Any) -> Any:
+        """A declared request cap turns on `Budget.floor_frame_cap`: otherwise the per-frame
+        pixel floor could lift a view above its budget (docs/method.md §8)."""
+        if not isinstance(data, dict) or data.get("request_token_cap") is None:
+            return data
+        budget = data.get("budget", Budget())
+        if isinstance(budget, Budget):
+            budget = budget.model_copy(update={"floor_frame_cap": True})
+        elif isinstance(budget, dict):
+            budget = {**budget, "floor_frame_cap": True}
+        return {**data, "budget": budget}
 
     @model_validator(mode="after")
     def _check_cap(self) -> AgentConfig:
