@@ -111,36 +111,38 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def http_server(root: Path, tiny_model: Path) -> Iterator[str]:
+def http_server(root: Path, tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     args = [CLI, *server_args(root, tiny_model, "--transport", "http", "--port", str(port))]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the MCP server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the MCP server did not start: {log.read_text()[-2000:]}") from None
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}/mcp", proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
-def test_streamable_http_on_loopback(root: Path, http_server: str):
-    client = MultiServerMCPClient({"zoom": {"transport": "streamable_http", "url": http_server}})
+def test_streamable_http_on_loopback(root: Path, http_server: tuple[str, int]):
+    import psutil
+
+    url, pid = http_server
+    client = MultiServerMCPClient({"zoom": {"transport": "streamable_http", "url": url}})
 
     async def run() -> None:
         async with client.session("zoom") as session:
             await exercise({t.name: t for t in await load_mcp_tools(session)}, root)
 
     asyncio.run(run())
-    with pytest.raises(OSError):  # loopback only: the machine's other addresses do not answer
-        other = socket.gethostbyname(socket.gethostname())
-        if other.startswith("127."):
-            raise OSError("no non-loopback address to try")
-        socket.create_connection((other, int(http_server.rsplit(":", 1)[1].split("/")[0])), timeout=2).close()
+    listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening)  # loopback only
