@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -129,6 +130,7 @@ class VLLMSampler:
             limit_mm_per_prompt={"video": max_videos, "image": 0},
             **llm_kwargs,
         )
+        _check_sync_support(self.llm)
         # every id of the model's logits (the tokenizer may have fewer), as the policy samples them
         vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
         banned = set(self.banned_ids)
@@ -254,6 +256,21 @@ class VLLMSampler:
         if self.asleep:
             self.llm.wake_up()
             self.asleep = False
+
+
+def _check_sync_support(llm: Any) -> None:
+    """Fail at start-up, not at the first sync, on a vLLM without what `sync_weights` calls."""
+    import inspect
+
+    def reload_takes_tensors(worker: Any) -> bool:
+        return "weights_iterator" in inspect.signature(worker.model_runner.reload_weights).parameters
+
+    if not hasattr(llm.llm_engine, "reset_encoder_cache") or not all(llm.collective_rpc(reload_takes_tensors)):
+        version = getattr(sys.modules.get("vllm"), "__version__", "(unknown version)")
+        raise RuntimeError(
+            f"vLLM {version} lacks LLMEngine.reset_encoder_cache or an in-place "
+            "reload_weights(weights_iterator=...); the rollout engine's weight sync needs both (tested: 0.32)"
+        )
 
 
 def _check_expansion(out: Any, expected: Sequence[int]) -> None:
