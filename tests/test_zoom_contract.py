@@ -20,8 +20,8 @@ from zoom_agent.config import Budget
 from zoom_agent.geometry import PAPER_GEOMETRY
 from zoom_agent.spans import multi_iou
 from zoom_agent.tools import TemporalZoom
-from zoom_agent.training.core.rewards import format_reward, iou_reward
-from zoom_agent.types import Span, VideoInfo
+from zoom_agent.training import trajectory_rewards
+from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace, VideoInfo
 
 INFO = VideoInfo(path="v.mp4", duration=60.0, fps=10.0, num_frames=600, width=640, height=480)
 PARAMETERS = protocol.ZOOM_TOOL_SCHEMA["function"]["parameters"]
@@ -83,23 +83,38 @@ def test_the_tool_agrees_and_only_adds_what_needs_the_video(arguments, window, _
         assert result.span.length >= 1.0 and result.span.end <= INFO.duration
 
 
+QUESTION = Question(
+    id="q", video="v.mp4", question="Q?", options=("a", "b"), answer=0, gt_spans=(Span(start=0.0, end=8.0),)
+)
+
+
+def finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def rewards(text: str, spans: tuple[Span, ...]) -> dict[str, float]:
+    turn = TurnTrace(round=0, text=text)
+    result = GroundedAnswer(question_id="q", status="answered", answer="A", spans=spans, turns=(turn,))
+    return trajectory_rewards(QUESTION, result, zoom=0.0, weights={"format": 1.0, "iou": 1.0})
+
+
 @pytest.mark.parametrize(("arguments", "window", "_"), CASES)
 def test_the_rewards_agree(arguments, window, _):
-    assert format_reward([call_text(arguments)]) == (1.0 if window is not None else 0.5)
+    assert rewards(call_text(arguments), ())["format"] == (1.0 if window is not None else 0.5)
     values = [arguments.get("start"), arguments.get("end")]
-    if set(arguments) != set(protocol.ZOOM_ARGUMENTS) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values
-    ):
-        return  # the IoU reward and glue spans take two numbers only
-    try:
-        pred = (float(values[0]), float(values[1]))  # type: ignore[arg-type]
-    except OverflowError:
-        return
-    truth = [Span(start=0.0, end=8.0)]
-    expected = multi_iou([pred], truth) if window is not None else 0.0
-    assert iou_reward([pred], truth) == expected
-    glue = protocol.parse(f"<answer>A</answer>\n<glue>[({pred[0]!r}, {pred[1]!r})]</glue>", "tool")
+    if set(arguments) != set(protocol.ZOOM_ARGUMENTS) or not all(finite_number(v) for v in values):
+        return  # evidence spans are two finite numbers
+    glue = protocol.parse(f"<answer>A</answer>\n<glue>[({values[0]!r}, {values[1]!r})]</glue>", "tool")
     assert glue.spans_valid == (window is not None)
+    if values[0] <= values[1]:  # a Span holds it, so the IoU reward can be given it
+        span = Span(start=float(values[0]), end=float(values[1]))
+        expected = multi_iou([span.as_tuple()], QUESTION.gt_spans) if window is not None else 0.0
+        assert rewards("", (span,))["iou"] == expected
 
 
 def test_the_table_tells_the_decisions_apart():

@@ -21,7 +21,6 @@ No function here prints, writes files or keeps state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from zoom_agent import protocol
@@ -68,7 +67,7 @@ def iou_reward(predicted: Iterable[Span | tuple[float, float]], truth: Iterable[
         ``|P ∩ G| / (|P| + |G| - |P ∩ G|)`` in [0, 1].
     """
     pred = [s.as_tuple() if isinstance(s, Span) else (float(s[0]), float(s[1])) for s in predicted]
-    if not pred or any(not (math.isfinite(a) and math.isfinite(b) and 0 <= a <= b) for a, b in pred):
+    if not pred or any(protocol.check_window(a, b) for a, b in pred):  # the protocol's one window rule
         return 0.0
     return float(multi_iou(pred, list(truth)))
 
