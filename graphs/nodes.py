@@ -61,7 +61,7 @@ def opening_turns(
     *,
     zoom_rounds: int,
     seconds: float,
-    answer_only: bool = False,
+    reply: templates.Reply = "reasoned",
     reasoning: str | None = None,
 ) -> list[Turn]:
     """The opening of a conversation in the configured prompt structure (``config.prompts``).
@@ -76,7 +76,7 @@ def opening_turns(
         config: the agent's configuration (prompt structure, dialect, template file).
         zoom_rounds: zoom turns allowed (``ours`` leaves the tool out at 0).
         seconds: the length of the video the clips show (the duration sentence).
-        answer_only: the letter alone (divide and conquer's chunk passes, ``official``).
+        reply: what the ``official`` prompt asks for (`zoom_agent.protocol.templates.Reply`).
         reasoning: the coarse reasoning, time tags removed (the fresh fine pass).
     """
     if config.prompts == "official":
@@ -85,7 +85,7 @@ def opening_turns(
             question.question,
             question.options,
             seconds=seconds,
-            answer_only=answer_only,
+            reply=reply,
             reasoning=reasoning,
         )
         return [Turn(role="user", content=(text, *clips))]

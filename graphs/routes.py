@@ -21,7 +21,7 @@ def after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["m
     if state.get("error"):
         return "finalize"
     if config.resolved_strategy(state["info"].duration) == "divide_and_conquer":
-        return chunk_tasks(state, config)
+        return chunk_tasks(state, config, runtime.context.geometry)
     return "model"
 
 

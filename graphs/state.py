@@ -26,6 +26,7 @@ class ZoomState(TypedDict, total=False):
     turns: Annotated[list[Turn], operator.add]  # the conversation the model sees
     trace: Annotated[list[TurnTrace], operator.add]  # one entry per model turn
     candidates: list[TurnTrace]  # divide and conquer: [best chunk turn, fine turn] to arbitrate
+    overview: TurnTrace  # divide and conquer, divide="official": the whole-video answer pass
     zooms: Annotated[list[ZoomTrace], operator.add]  # one entry per zoom call
     retries: int  # format reminders sent so far (advanced by the retry node only)
     calls: list[dict[str, Any]]  # zoom calls of the latest model turn (run while rounds are left)

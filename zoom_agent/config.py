@@ -150,6 +150,9 @@ class AgentConfig(BaseModel):
     long_video_tokens: int | None = Field(
         None, gt=0, description="L_v of divide and conquer; their long-video eval: 16,384; None = budget's"
     )
+    long_video_fps: float | None = Field(
+        None, gt=0, description="sampling rate of divide and conquer; their long-video eval: 2.0; None = budget's"
+    )
     request_token_cap: int | None = Field(
         None,
         gt=0,
@@ -190,10 +193,14 @@ class AgentConfig(BaseModel):
         return self
 
     def long_budget(self) -> Budget:
-        """The budget of divide and conquer's views (``long_video_tokens``, else ``budget``)."""
-        if self.long_video_tokens is None:
-            return self.budget
-        return self.budget.model_copy(update={"visual_tokens": self.long_video_tokens})
+        """The budget of divide and conquer's views (``long_video_tokens`` and ``long_video_fps``
+        where set, else ``budget``'s)."""
+        update: dict[str, Any] = {}
+        if self.long_video_tokens is not None:
+            update["visual_tokens"] = self.long_video_tokens
+        if self.long_video_fps is not None:
+            update["fps"] = self.long_video_fps
+        return self.budget.model_copy(update=update)
 
     def fine_budget(self) -> Budget:
         """The budget of the fresh fine pass's one pooled clip: ``fine_share`` of L_v."""

@@ -171,7 +171,7 @@ def plan_clip(
     first, last = _source_range(info, clamped)
     n = _frame_count(last - first + 1, info.fps, rate, budget, cap, geometry.temporal_patch)
     indices = floor_capped(_spread(first, last, n), budget)
-    return _sized_clip(info, clamped, indices, budget, geometry, role)
+    return plan_frames(info, clamped, indices, budget, geometry, role)
 
 
 def floor_capped(indices: tuple[int, ...], budget: Budget) -> tuple[int, ...]:
@@ -186,7 +186,7 @@ def floor_capped(indices: tuple[int, ...], budget: Budget) -> tuple[int, ...]:
     return tuple(indices[int(i)] for i in np.linspace(0, len(indices) - 1, most).round())
 
 
-def _sized_clip(
+def plan_frames(
     info: VideoInfo,
     span: Span,
     indices: tuple[int, ...],
@@ -195,7 +195,9 @@ def _sized_clip(
     role: Literal["coarse", "zoom", "context"],
     windows: tuple[Span, ...] = (),
 ) -> ClipRef:
-    """Rules 4 and 5 of `plan_clip`: one frame size for ``indices`` under ``budget``."""
+    """A clip of the given source frames: rules 4 and 5 of `plan_clip` (one frame size for
+    ``indices`` under ``budget``). Divide and conquer's chunks of an already sampled video,
+    and the pooled clips, are planned with it."""
     p, tp = geometry.token_side, geometry.temporal_patch
     groups = math.ceil(len(indices) / tp)
     min_pixels, max_pixels = budget.pixel_bounds(geometry)
@@ -267,7 +269,7 @@ def plan_pooled_clip(
     if len(frames) > budget.zoom_max_frames:
         frames = tuple(frames[int(i)] for i in np.linspace(0, len(frames) - 1, budget.zoom_max_frames).round())
     hull = Span(start=merged[0].start, end=merged[-1].end)
-    return _sized_clip(info, hull, frames, budget, geometry, "zoom", windows=tuple(merged))
+    return plan_frames(info, hull, frames, budget, geometry, "zoom", windows=tuple(merged))
 
 
 def _fit_thin(height: int, width: int, area: int, p: int, native_h: int, native_w: int) -> tuple[int, int]:

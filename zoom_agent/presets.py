@@ -74,6 +74,7 @@ def _zoomzero() -> Preset:
         prompts="official",
         divide="official",
         long_video_tokens=ZOOMZERO_LONG_VIDEO_TOKENS,
+        long_video_fps=2.0,  # eval_*_zoom.py: --fps 2.0
         request_token_cap=ZOOMZERO_LONG_VIDEO_TOKENS,
     )
     return Preset(

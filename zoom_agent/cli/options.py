@@ -110,6 +110,7 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     flag("--prompt-file", "a prompt-template file (TOML) replacing the built-in wording", ours.prompt_file)
     flag("--divide", "divide-and-conquer variant for long videos", ours.divide, choices=["ours", "official"])
     flag("--long-video-tokens", "visual-token budget of divide and conquer", ours.long_video_tokens, type=int)
+    flag("--long-video-fps", "frames per second sampled by divide and conquer", ours.long_video_fps, type=float)
     flag("--request-token-cap", "most visual tokens one model request may hold", ours.request_token_cap, type=int)
     g.add_argument(
         "--global-context",
@@ -136,6 +137,7 @@ _AGENT_FLAGS = {
     "prompt_file": "prompt_file",
     "divide": "divide",
     "long_video_tokens": "long_video_tokens",
+    "long_video_fps": "long_video_fps",
     "request_token_cap": "request_token_cap",
     "global_context": "global_context",
 }

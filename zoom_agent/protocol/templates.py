@@ -22,6 +22,7 @@ import string
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,6 +47,9 @@ _LONG_LAYOUT = (
     "For instance: <answer>C</answer>\n<glue>[(610.0, 640.0)]</glue>"
 )
 
+# What a prompt asks for: the full layout with thinking, the letter alone, or letter and spans.
+Reply = Literal["reasoned", "letter", "letter_and_spans"]
+
 # Placeholders each template must hold (and may only hold).
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     "duration": frozenset({"seconds"}),
@@ -53,6 +57,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "layout": frozenset(),
     "long_layout": frozenset(),
     "chunk": frozenset(),
+    "chunk_spans": frozenset(),
     "reasoning": frozenset({"reasoning"}),
     "verifier": frozenset(),
 }
@@ -73,6 +78,12 @@ class PromptTemplates(BaseModel):
     chunk: str = Field(
         "Answer with the letter of the option inside <answer> </answer> and nothing else.",
         description="divide and conquer's chunk and whole-video passes: the letter alone, no thinking",
+    )
+    chunk_spans: str = Field(
+        "Give the letter of the option inside <answer> </answer> and, inside <glue> </glue>, only the "
+        "segments in seconds that support it, as [(s1, e1), ...]. For instance: <answer>A</answer>\n"
+        "<glue>[(20.5, 31.0)]</glue>",
+        description="divide and conquer's chunks when there are several: letter and spans, no thinking",
     )
     reasoning: str = Field("{reasoning}", description="the coarse reasoning appended to the fresh fine pass")
     verifier: str = Field(
@@ -131,7 +142,7 @@ def official_prompt(
     options: Sequence[str] | None,
     *,
     seconds: float,
-    answer_only: bool = False,
+    reply: Reply = "reasoned",
     reasoning: str | None = None,
 ) -> str:
     """The text of the one user turn (the video follows it).
@@ -141,7 +152,9 @@ def official_prompt(
         question: the question.
         options: the options (lettered A, B, ...), or None.
         seconds: the length of the video the model sees (the pooled clip's, in the fine pass).
-        answer_only: the letter alone (divide and conquer's chunk passes).
+        reply: ``reasoned`` (the layout with thinking; the duration sentence first),
+            ``letter`` or ``letter_and_spans`` (divide and conquer; their long-video
+            prompts state no duration).
         reasoning: the coarse reasoning, time tags removed (the fresh fine pass).
 
     Raises:
@@ -149,10 +162,12 @@ def official_prompt(
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be non-empty text, got {question!r}")
-    text = templates.duration.format(seconds=_seconds(seconds))
+    text = templates.duration.format(seconds=_seconds(seconds)) if reply == "reasoned" else ""
     text += templates.question.format(question=" ".join(question.split()), options=options_line(options or ()))
-    if answer_only:
+    if reply == "letter":
         layout = templates.chunk
+    elif reply == "letter_and_spans":
+        layout = templates.chunk_spans
     else:
         layout = templates.long_layout if seconds > templates.long_video_seconds else templates.layout
     text += "\n" + layout
