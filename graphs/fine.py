@@ -29,7 +29,7 @@ from zoom_agent.types import ClipRef, Span, ZoomTrace
 
 
 def clip_seconds(clip: ClipRef, spacing: float) -> float:
-    """The pooled clip's own length: its frames at the sampled view's ``spacing``."""
+    """The pooled clip's own length: its frames at ``spacing`` (`ClipRef.frame_spacing`)."""
     return clip.num_frames * spacing
 
 
@@ -70,7 +70,7 @@ async def fresh_fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> di
     requested: dict[str, object] = {"windows": [list(w.as_tuple()) for w in windows]}
     zoom = ZoomTrace(round=1, call=0, requested=requested, text=f"pooled zoom {pooled.describe()}", clip=pooled)
     progress({"step": "zoom", "round": 1, "call": 0, "window": list(pooled.span.as_tuple()), "error": None})
-    spacing = coarse.frame_spacing
+    spacing = pooled.frame_spacing  # the step the model is shown between pooled frames
     seconds = clip_seconds(pooled, spacing) if config.prompts == "official" else info.duration
     turns = opening_turns(
         question,

@@ -87,7 +87,8 @@ def test_clip_time_maps_back_across_windows() -> None:
     pooled = plan_pooled_clip(
         INFO, [Span(start=10, end=20), Span(start=40, end=50)], coarse, config.fine_budget(), GEOMETRY["qwen2_5_vl"]
     )
-    spacing = coarse.frame_spacing
+    spacing = pooled.frame_spacing  # the gap between the windows does not stretch it
+    assert spacing == pytest.approx(coarse.frame_spacing, rel=0.05)
     assert to_video_time(pooled, 0.0, spacing) == pytest.approx(10.0, abs=spacing)
     half = pooled.num_frames // 2 * spacing
     assert to_video_time(pooled, half, spacing) == pytest.approx(40.0, abs=spacing)  # the second window starts

@@ -8,7 +8,9 @@ checkpoints unchanged. Pixels never live in these types: a `ClipRef` names frame
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 import string
 from typing import Literal
 
@@ -102,9 +104,13 @@ class ClipRef(_Frozen):
 
     @property
     def frame_spacing(self) -> float:
-        """Mean seconds between consecutive frames (one source frame for a single frame)."""
+        """Mean seconds between consecutive frames (one source frame for a single frame); for
+        a pooled clip of several windows, the median step, so the gaps between windows do not
+        stretch the time the model sees (docs/method.md §7)."""
         ts = self.timestamps
         if len(ts) >= 2 and ts[-1] > ts[0]:
+            if len(self.windows) > 1:
+                return float(statistics.median(b - a for a, b in itertools.pairwise(ts)))
             return (ts[-1] - ts[0]) / (len(ts) - 1)
         return 1.0 / self.fps
 
