@@ -59,14 +59,17 @@ def test_zoom_then_answer_carries_frames_in_a_user_turn():
 
 
 def test_out_of_range_zoom_is_clamped_and_bad_arguments_come_back_as_text():
-    model = ScriptedVLM([zoom_call(-5, 1000), zoom_call("soon", 3), answer("A")])
-    _, result = run(model)
-    first, second = result.zooms
+    # past the end: clamped; a negative start or a string: an error the model reads
+    # (the zoom call's wire contract, zoom_agent.protocol.zoom_call)
+    model = ScriptedVLM([zoom_call(0, 1000), zoom_call("soon", 3), zoom_call(-5, 3), answer("A")])
+    _, result = run(model, AgentConfig(budget=Budget(visual_tokens=1024), max_zoom_rounds=3))
+    first, second, third = result.zooms
     assert first.clip is not None and first.clip.span.as_tuple() == (0.0, 60.0)
-    assert second.clip is None and "'start' must be a number" in (second.error or "")
+    assert second.clip is None and "start must be a number" in (second.error or "")
+    assert third.clip is None and "negative" in (third.error or "")
     tool_turn = model.requests[2].turns[-2]
     assert tool_turn.role == "tool" and "must be a number" in tool_turn.text
-    assert result.status == "answered" and result.rounds == 2
+    assert result.status == "answered" and result.rounds == 3
 
 
 def test_round_cap_then_reminder_then_unanswered():
@@ -183,25 +186,33 @@ def test_stream_yields_node_updates_in_order():
 
 
 def test_abatch_runs_sixteen_questions_concurrently_and_keeps_order():
-    def reply(request: VLMRequest) -> str:
-        # answer with the letter encoded in the question id, after one zoom
-        qid = request.turns[1].text.split("#")[-1][0]
-        return answer(qid) if any(t.role == "tool" for t in request.turns) else zoom_call(1, 3)
+    # Concurrency without a clock: every coarse turn waits until all 16 are in flight at
+    # once, which only happens if the batch runs them concurrently (one after another, the
+    # first would wait forever: the timeout turns that into a failure, never a hang).
+    arrived = 0
+    all_in = asyncio.Event()
 
-    model = ScriptedVLM(reply, latency=0.05)
+    async def reply(request: VLMRequest) -> str:
+        nonlocal arrived
+        qid = request.turns[1].text.split("#")[-1][0]
+        if any(t.role == "tool" for t in request.turns):
+            return answer(qid)  # the letter encoded in the question, after one zoom
+        arrived += 1
+        if arrived == 16:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), timeout=120)
+        return zoom_call(1, 3)
+
+    model = ScriptedVLM(reply)
     agent = ZoomAgent(model, CONFIG)
     agent._input = lambda q, info: {"question": q, "info": INFO}  # type: ignore[method-assign]
     questions = [
         QUESTION.model_copy(update={"id": f"q{i}", "question": f"Which one? #{'ABCD'[i % 4]}"}) for i in range(16)
     ]
-    import time
-
-    t0 = time.perf_counter()
     results = asyncio.run(agent.abatch(questions, concurrency=16))
-    elapsed = time.perf_counter() - t0
     assert [r.question_id for r in results] == [q.id for q in questions]
     assert [r.answer for r in results] == ["ABCD"[i % 4] for i in range(16)]
-    assert elapsed < 16 * 2 * 0.05  # concurrent, not one after another
+    assert arrived == 16 and all(r.status == "answered" for r in results)
 
 
 def test_thread_resumes_from_a_sqlite_checkpoint(tmp_path):
