@@ -1,4 +1,4 @@
-"""Target 2 of QUALITY.md: the graph's own cost per question.
+"""Target 2 of docs/quality.md: the graph's own cost per question.
 
 An instant scripted model (zoom once, then answer) on a metadata-only video: what is left
 is the graph (LangGraph, planning, parsing, the zoom tool, arbitration). Printed beside,

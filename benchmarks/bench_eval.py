@@ -1,4 +1,4 @@
-"""Batch evaluation throughput and memory (docs/QUALITY.md, target 3).
+"""Batch evaluation throughput and memory (docs/quality.md, target 3).
 
 A model stub answers after a fixed latency with a fixed capacity: an ``asyncio.Semaphore``
 of size C inside the model, so at most C requests are in service, like a served model

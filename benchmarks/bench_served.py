@@ -1,4 +1,4 @@
-"""Target 3 of QUALITY.md, the served path: batch evaluation through `OpenAIVLM`.
+"""Target 3 of docs/quality.md, the served path: batch evaluation through `OpenAIVLM`.
 
 A local OpenAI-compatible server with a fixed latency and capacity (tests/fake_vllm.py in
 its own process, as a real server would be: it answers after ``--latency`` seconds, at most

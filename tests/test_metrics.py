@@ -1,4 +1,4 @@
-"""Hand-made edge cases for the benchmark metrics (official semantics, docs/METHOD.md §5)."""
+"""Hand-made edge cases for the benchmark metrics (official semantics, docs/method.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzing the parser (docs/QUALITY.md): it never raises and never hangs.
+"""Fuzzing the parser (docs/quality.md): it never raises and never hangs.
 
 Hypothesis's ``deadline`` (10 s per example, thousands of times what a parse takes, so a
 loaded machine cannot trip it) is only a hang guard against catastrophic backtracking,

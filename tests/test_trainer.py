@@ -61,6 +61,23 @@ def test_defaults_are_the_papers() -> None:
         assert not undocumented, f"{model.__name__} fields without help text: {undocumented}"
 
 
+def test_the_recipe_offers_exactly_the_modes_the_core_implements() -> None:
+    """The recipe stays torch-free, so it restates the core's mode names: they must agree."""
+    from typing import get_args
+
+    from zoom_agent.training import config as cfg
+    from zoom_agent.training.core.advantages import CreditMode
+    from zoom_agent.training.core.credit import Variant
+    from zoom_agent.training.core.loss import AGGREGATIONS
+
+    def choices(model: Any, field: str) -> tuple[str, ...]:
+        return get_args(model.model_fields[field].annotation)
+
+    assert choices(cfg.LossConfig, "aggregation") == AGGREGATIONS
+    assert choices(cfg.CreditConfig, "variant") == get_args(Variant)
+    assert choices(cfg.CreditConfig, "mode") == get_args(CreditMode)
+
+
 def test_overrides_nest_and_parse_yaml_scalars(tmp_path: Path) -> None:
     assert parse_overrides(["a.b=1e-5", "a.c=true", "d=[1, 2]", "e=text", "f=null"]) == {
         "a": {"b": 1e-5, "c": True},

@@ -1,7 +1,7 @@
 """The temporal zoom tool: re-inspect a time window at higher per-frame resolution.
 
 The same visual-token budget that covered the whole video now covers only the window,
-so fewer frames each get more pixels (V'_res = L_v / N', docs/METHOD.md §2).
+so fewer frames each get more pixels (V'_res = L_v / N', docs/method.md §2).
 
 Like verl's image-zoom tool and LangGraph's ToolNode, bad arguments from the model never
 raise: the result carries the error text, the model sees it and may try again. The

@@ -1,4 +1,4 @@
-"""Benchmark metrics identical to the official evaluators (docs/METHOD.md §5).
+"""Benchmark metrics identical to the official evaluators (docs/method.md §5).
 
 Every percentage is returned unrounded (the official scripts print one or two decimals).
 Each function also reports how many questions it scored (``n``) and how many had no

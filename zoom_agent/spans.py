@@ -59,7 +59,7 @@ def merge(spans: Iterable[SpanLike]) -> list[Interval]:
 
 
 def multi_iou(preds: Iterable[SpanLike], gts: Iterable[SpanLike]) -> float:
-    """IoU of two sets of intervals, each merged first (docs/METHOD.md §3).
+    """IoU of two sets of intervals, each merged first (docs/method.md §3).
 
     ``|P ∩ G| / (|P| + |G| - |P ∩ G|)``; 0 when either side is empty or the union is empty.
     """

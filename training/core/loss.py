@@ -18,13 +18,13 @@ gradient. An all-zero mask gives a loss of exactly 0 that is still part of the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-AGGREGATIONS: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 
 # Log-ratios are clamped before exp so that one wild token cannot overflow to inf
 # (verl clamps the same way); within +-20 the values are exact.

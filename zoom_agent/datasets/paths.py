@@ -1,6 +1,6 @@
 """Safe video paths and annotation-file reading shared by the benchmark loaders.
 
-Video paths written in a benchmark's files are data, not trusted input (docs/QUALITY.md,
+Video paths written in a benchmark's files are data, not trusted input (docs/quality.md,
 Security): every one is resolved under a configured video root, and a path that escapes
 the root (``..``, an absolute path elsewhere, a symlink pointing out) is refused.
 Existence is not checked by default: a missing video becomes a per-item error at

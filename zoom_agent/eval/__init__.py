@@ -1,4 +1,4 @@
-"""Async, resumable batch evaluation: tasks, the runner, reports (DESIGN.md §6).
+"""Async, resumable batch evaluation: tasks, the runner, reports (docs/architecture.md §6).
 
     from zoom_agent.eval import get_task, run_eval, read_results, write_report
 

@@ -9,7 +9,7 @@ the report's plots. Four metric sets ("kinds"):
   has one gt span, so "max over gt segments" is that span), so its numbers read like a
   NExT-GQA table. Both also report ``mIoU_all`` (ours): the mean multi-span IoU of ALL
   predicted spans against all gt spans, merged first (`spans.multi_iou`, the RL reward's
-  IoU, docs/METHOD.md §3).
+  IoU, docs/method.md §3).
 - ``rextime``: `rextime_metrics` — mIoU, R1@0.3/0.5/0.7, Acc, Acc@IoU0.5 (grounding-only
   when the questions carry no options: the answer metrics are then left out).
 - ``charades``: `charades_metrics` — R1@0.3/0.5/0.7, mIoU.

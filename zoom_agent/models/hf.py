@@ -39,6 +39,7 @@ from zoom_agent.models.hf_render import (
     processor_size_bounds,
     read_clip_frames,
 )
+from zoom_agent.models.qwen25_positions import follow_reference_positions
 from zoom_agent.models.tiny import quiet_progress_bars
 from zoom_agent.models.token_offsets import token_offsets, token_pieces
 from zoom_agent.types import ClipRef
@@ -83,6 +84,8 @@ class TransformersVLM:
         self.processor = processor if processor is not None else _load_processor(self.model, self.name)
         self.tokenizer: PreTrainedTokenizerBase = self.processor.tokenizer
         self.geometry: VisionGeometry = VisionGeometry.from_hf_config(self.model.config)
+        if self.geometry.family == "qwen2_5_vl":  # text after a video where Qwen's reference and vLLM put it
+            follow_reference_positions(self.model)
         self.max_batch = max_batch
         self._lock = threading.Lock()  # a thread lock works across event loops; asyncio.Lock does not
         gen = self.model.generation_config

@@ -1,4 +1,4 @@
-"""Prompt templates and the response parser for the two output dialects (DESIGN.md §4).
+"""Prompt templates and the response parser for the two output dialects (docs/architecture.md §4).
 
 This package is the public face; import from here (``from zoom_agent import protocol``).
 Modules: `scan` (bounded readers: tags, numbers, spans, letters; `check_window`, the rule
@@ -22,7 +22,7 @@ Dialects:
       <glue>[(5.2, 10.4), (20.0, 23.5)]</glue>
 
   ``<think>`` is optional in both forms.
-- ``zoomzero``: the paper's one-shot layout (docs/METHOD.md §2): ``<think>`` (required) with
+- ``zoomzero``: the paper's one-shot layout (docs/method.md §2): ``<think>`` (required) with
   ``<time>`` tags inside, then ``<answer>``, then ``<glue>``; the graph zooms on the glue spans.
 
 Regions: every `Region` covers a whole tagged element, opening tag through closing tag
@@ -33,7 +33,7 @@ by overlap or by containment, always includes the content tokens; the paper's fi
 5-token answer window likewise covered the tag tokens. An unclosed ``<think>`` (a reply cut
 at the token limit) still yields a reasoning region up to the end of the text.
 
-Safety (docs/QUALITY.md): model output is data. `parse` never raises and never evaluates:
+Safety (docs/quality.md): model output is data. `parse` never raises and never evaluates:
 only the first `MAX_PARSE_CHARS` characters are read, tags are found with ``str.find``,
 numbers with bounded regexes, tool calls with ``json.loads`` (at most
 `MAX_TOOL_CALL_CHARS` each), and at most `MAX_SPANS` glue spans are read.

@@ -1,6 +1,6 @@
 """Answer extraction: the strict ``<answer>`` letter and the lenient secondary reading.
 
-The strict form is what accuracy counts (docs/METHOD.md §3); the lenient one only feeds the
+The strict form is what accuracy counts (docs/method.md §3); the lenient one only feeds the
 secondary multiple-choice figure. Neither ever guesses: disagreeing letters give None.
 """
 

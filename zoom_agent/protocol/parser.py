@@ -1,4 +1,4 @@
-"""The response parser: one model turn -> answer, spans, tool calls and regions (DESIGN.md §4).
+"""The response parser: one model turn -> answer, spans, tool calls and regions (docs/architecture.md §4).
 
 The two dialects and the region convention are described in `zoom_agent.protocol`. `parse`
 never raises and never evaluates: only the first `MAX_PARSE_CHARS` characters are read and
@@ -210,7 +210,7 @@ def parse(text: str, dialect: Dialect = "tool", *, letters: str = "ABCDE") -> Pa
     """Parse one model turn into answer, spans, tool calls and regions with char offsets.
 
     Never raises on any ``text`` and never evaluates it; only the first `MAX_PARSE_CHARS`
-    characters are read (with a note). Format score (docs/METHOD.md §3): 1 when the turn
+    characters are read (with a note). Format score (docs/method.md §3): 1 when the turn
     fits its dialect's layout; 0.5 when it fits but spans are present and invalid (a time
     tag, a glue span or zoom arguments with start > end, a negative start, NaN, a string,
     extra keys); else 0. The answer body must be a letter form (``B``, ``(B)``, ``B.``),

@@ -1,4 +1,4 @@
-"""Prompt templates and well-formed replies for both dialects (DESIGN.md §4).
+"""Prompt templates and well-formed replies for both dialects (docs/architecture.md §4).
 
 The system, question, reminder and follow-up turns the graph sends, the caption placed
 before each clip, and `format_tool_call` / `format_answer`, which write replies the way a

@@ -1,6 +1,6 @@
 """Bounded readers under the parser: tag pairing, numbers, time pairs, glue lists, letters.
 
-Internal to `zoom_agent.protocol`. Model output is data (docs/QUALITY.md): tags are found
+Internal to `zoom_agent.protocol`. Model output is data (docs/quality.md): tags are found
 with ``str.find``, numbers with bounded regexes (no nested quantifiers, so no catastrophic
 backtracking), and at most `MAX_SPANS` glue spans are read.
 """

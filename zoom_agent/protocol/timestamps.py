@@ -1,4 +1,4 @@
-"""Timestamps out of reasoning, for the zoom verifier (docs/METHOD.md §3)."""
+"""Timestamps out of reasoning, for the zoom verifier (docs/method.md §3)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def strip_timestamps(reasoning: str) -> str:
     """Remove time tags (with their content) and bare times from reasoning.
 
     The zoom verifier re-answers from the zoomed frames with the policy's reasoning minus
-    its timestamps (docs/METHOD.md §3), so it cannot copy times it was not shown.
+    its timestamps (docs/method.md §3), so it cannot copy times it was not shown.
     Removes ``<time>...</time>``, ``(5.2, 10.4)``, ``5-10 s``, ``12.3 s``, ``01:23``.
 
     Args:
