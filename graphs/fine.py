@@ -6,8 +6,9 @@ frames of the predicted spans, each padded by ``zoom_pad`` (10 s) and pooled int
 ``fine_share`` = half the budget, 4,096 tokens), plus the coarse ``<think>`` with its
 ``<time>`` tags removed. Under the ``official`` prompts the model sees the pooled clip as a
 video of its own length, so the fine glue is in clip time; it is read back onto the video
-(`to_video_time`). Under ``ours`` the clip's caption states its windows in video time, and the
-glue is read as such.
+(`to_video_time`). Qwen3-VL is shown each frame's true time (``<t seconds>``), and under
+``ours`` the clip's caption states its windows in video time: there the glue is read as video
+time.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ async def fresh_fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> di
         _, _, fine = await ask_model(ctx, question, turns, 1)
     except Exception as exc:
         return {"zooms": [zoom], "error": model_failure(exc)}
-    if config.prompts == "official":  # clip time -> video time
+    if config.prompts == "official" and ctx.geometry.family == "qwen2_5_vl":  # clip time -> video time
         fine = fine.model_copy(
             update={
                 "spans": tuple(

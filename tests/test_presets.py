@@ -1,5 +1,5 @@
 """The named presets: ``ours`` is the defaults; ``zoomzero`` reproduces the numbers of the
-authors' released code (../shared/docs/FIDELITY.md, derived from their
+authors' released code (docs/method.md §7; derived from their
 ``src_eval/my_qwen_utils.py``, ``verl/utils/vision_process.py`` and ``eval_gqa_tts.py``)."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_fine_pass_pooled_clip_holds_at_most_half_the_budget() -> None:
 
 
 def test_verifier_clip_pools_spans_at_one_size() -> None:
-    # FIDELITY.md: 60 s video, spans (5, 8) and (20, 35), their training sampling (2 fps),
+    # their verifier on a 60 s video, spans (5, 8) and (20, 35), their training sampling (2 fps),
     # half the budget: about 3,960 tokens, every frame about 560x308.
     train = preset("zoomzero").train_budget
     info = _video(60)
