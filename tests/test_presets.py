@@ -126,3 +126,13 @@ def test_cli_preset_then_flags() -> None:
 def test_request_cap_below_a_view_is_refused() -> None:
     with pytest.raises(ValueError, match="request_token_cap 4096 is below one view's budget 8192"):
         AgentConfig(request_token_cap=4096)
+
+
+def test_long_video_budget_in_both_settings() -> None:
+    ours = AgentConfig()
+    assert ours.long_budget() == ours.budget  # ours: divide and conquer uses the view's budget
+    theirs = preset("zoomzero").agent.long_budget()
+    assert (theirs.visual_tokens, theirs.fps, theirs.max_frames) == (16384, 2.0, 1024)
+    info = _video(3600)
+    whole = plan_clip(info, info.whole, theirs, QWEN25)
+    assert whole.num_frames == 1024 and whole.visual_tokens <= 16384

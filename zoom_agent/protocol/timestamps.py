@@ -26,13 +26,17 @@ def strip_time_tags(reasoning: str) -> str:
     Returns:
         The text without time tags, stripped.
     """
+    return _without_time_elements(reasoning).strip()
+
+
+def _without_time_elements(reasoning: str) -> str:
     text = reasoning[:MAX_PARSE_CHARS]
     elements, _ = find_elements(text, "time", [])
     pieces, pos = [], 0
     for e in elements:
         pieces.append(text[pos : e.start])
         pos = e.end
-    return "".join([*pieces, text[pos:]]).strip()
+    return "".join([*pieces, text[pos:]])
 
 
 def strip_timestamps(reasoning: str) -> str:
@@ -48,13 +52,7 @@ def strip_timestamps(reasoning: str) -> str:
     Returns:
         The text without timestamps, blanks tidied.
     """
-    text = reasoning[:MAX_PARSE_CHARS]
-    elements, _ = find_elements(text, "time", [])
-    pieces, pos = [], 0
-    for e in elements:
-        pieces.append(text[pos : e.start])
-        pos = e.end
-    text = "".join([*pieces, text[pos:]]).replace("<time>", "").replace("</time>", "")
+    text = _without_time_elements(reasoning).replace("<time>", "").replace("</time>", "")
     text = _BARE_TIME.sub("", text)
     text = re.sub(r"[ \t]{2,}", " ", text)
     text = re.sub(r"[ \t]+([,.;:!?])", r"\1", text)
