@@ -55,7 +55,7 @@ def zoom_content(
 
     path = limits.video(video)
     count = limits.max_zoom_frames if frames is None else limits.zoom_frames(frames)
-    budget = limits.agent_config().budget.model_copy(update={"zoom_max_frames": count})
+    budget = limits.agent_config().budget.view(1.0, zoom_max_frames=count)
     result = TemporalZoom(open_video(path), budget, geometry=geometry).zoom(start, end, num_frames=count)
     if result.clip is None:
         raise RequestRefused(result.text)
