@@ -262,6 +262,44 @@ def _traj(group: int, sample: int, layout: str) -> Any:
     return traj
 
 
+def test_a_trajectory_is_laid_out_once_and_cannot_be_edited() -> None:
+    import dataclasses
+
+    from zoom_agent.training.rollout.trajectory import PolicyCall, TokenMasks, Trajectory
+
+    q = Question(id="q", video="v.mp4", question="q?")
+    result = GroundedAnswer(question_id="q", status="answered")
+    first = PolicyCall((1, 2), (3, 4), (-0.5, -0.25), "ab", "stop")
+    second = PolicyCall((1, 2, 3, 4, 9), (5,), (-1.0,), "c", "stop")  # token 9: a tool result
+    regions = [{"span": [True, False], "answer": [False, False]}, {"span": [False], "answer": [True]}]
+    traj = Trajectory.from_calls(q, result, group=3, sample=1, calls=[first, second], regions=regions)
+    assert traj.input_ids == (1, 2, 3, 4, 9, 5)
+    assert [(s.kind, s.start, s.end) for s in traj.segments] == [
+        ("env", 0, 2),
+        ("policy", 2, 4),
+        ("env", 4, 5),
+        ("policy", 5, 6),
+    ]
+    assert traj.policy_positions == [2, 3, 5] and not traj.failed
+    assert traj.masks.on_policy() == {"span": [True, False, False], "answer": [False, False, True]}
+    assert traj.masks.sampled_logprobs() == [-0.5, -0.25, -1.0] and traj.masks.logprobs[4] == 0.0
+    assert traj.turns[-1].text == "c"  # the last reply closes the conversation
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        traj.group = 0  # type: ignore[misc]
+    assert Trajectory.from_calls(q, result, group=0, sample=0).failed  # no call: nothing to train on
+
+    with pytest.raises(ValueError, match="one region record per call"):
+        Trajectory.from_calls(q, result, group=0, sample=0, calls=[first], regions=[])
+    with pytest.raises(ValueError, match="one entry per reply token"):
+        Trajectory.from_calls(q, result, group=0, sample=0, calls=[first], regions=[regions[1]])
+    with pytest.raises(ValueError, match="must extend the previous prompt"):
+        Trajectory.from_calls(q, result, group=0, sample=0, calls=[second, first], regions=regions[::-1])
+    with pytest.raises(ValueError, match="must be policy tokens; token 0"):
+        TokenMasks((False, True), (True, False), (False, False), (0.0, 0.0))
+    with pytest.raises(ValueError, match="one length"):
+        TokenMasks((True,), (False,), (False, False), (0.0,))
+
+
 def _advantages(trajs: list[Any], parts: list[dict[str, float]], weights: dict[str, float], **credit: Any) -> list[Any]:
     from zoom_agent.training.core.advantages import policy_token_advantages
 
