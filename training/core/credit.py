@@ -110,7 +110,7 @@ def token_selective_advantages(
       tokens of the group.
 
     Args:
-        rewards: exactly the channels "format", "zoom", "iou", "answer" -> (B,) rewards.
+        rewards: exactly the `CHANNELS` -> (B,) rewards.
         regions: exactly "span" (time tags, glue, zoom-call arguments) and "answer" -> (B, T)
             bool masks (see `training.core.masks`). Tokens outside loss_mask are ignored.
         loss_mask: (B, T) bool (or 0/1), 1 on tokens the policy sampled.

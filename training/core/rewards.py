@@ -112,7 +112,7 @@ def trajectory_rewards(
         dialect: the rollouts' dialect (for the format score).
 
     Returns:
-        ``{"format", "iou", "answer", "zoom", "number", "total"}``; an errored rollout scores
+        every part of `PARTS`, and ``total``; an errored rollout scores
         0 everywhere (its turns are still scored for the probe and format).
     """
     if not 0.0 <= zoom <= 1.0:
