@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from zoom_agent.geometry import FAMILIES, GEOMETRY, Family
 from zoom_agent.models.chat_templates import CHAT_TEMPLATES
+from zoom_agent.protocol import ZOOM_TOOL_NAME
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
@@ -162,7 +163,7 @@ def _clip_sample(rng: random.Random) -> str:
         (
             f"The video lasts {e:.1f} seconds. You see {n} frames from 0.0 s to {e:.1f} s at {w}x{h}.",
             f"Zoomed clip {s:.1f}-{e:.1f} s of the video: {n} frames at {w}x{h}.",
-            f"temporal_zoom returned {n} frames between {s:.1f} s and {e:.1f} s.",
+            f"{ZOOM_TOOL_NAME} returned {n} frames between {s:.1f} s and {e:.1f} s.",
             f"Frame times: {', '.join(f'{_t(rng):.1f}' for _ in range(4))} seconds.",
         )
     )
@@ -170,7 +171,7 @@ def _clip_sample(rng: random.Random) -> str:
 
 def _call_sample(rng: random.Random) -> str:
     s, e = _span(rng)
-    call = json.dumps({"name": "temporal_zoom", "arguments": {"start": s, "end": e}})
+    call = json.dumps({"name": ZOOM_TOOL_NAME, "arguments": {"start": s, "end": e}})
     return f"<think>I need a closer look at {s:.1f} to {e:.1f} s.</think>\n<tool_call>{call}</tool_call>"
 
 

@@ -28,6 +28,7 @@ from mcp.types import ImageContent, TextContent
 
 from zoom_agent.geometry import PAPER_GEOMETRY, VisionGeometry
 from zoom_agent.models.base import VLM
+from zoom_agent.protocol import ZOOM_TOOL_NAME
 from zoom_agent.server.answers import answer_summary
 from zoom_agent.server.limits import LOOPBACK, RequestRefused, ServerLimits
 
@@ -84,7 +85,7 @@ def build_mcp_server(
     vlm = None if model is None else load_model(model)
     geometry = PAPER_GEOMETRY if vlm is None else vlm.geometry  # frames planned for the served model
 
-    @server.tool(name="temporal_zoom", description=ZOOM_DESCRIPTION)
+    @server.tool(name=ZOOM_TOOL_NAME, description=ZOOM_DESCRIPTION)
     async def temporal_zoom(video: str, start: float, end: float, frames: int | None = None) -> list[Any]:
         async with gate:
             try:
