@@ -73,14 +73,15 @@ def test_the_prompt_schema_agrees_wherever_json_schema_can_state_the_rule(argume
 def test_the_tool_agrees_and_only_adds_what_needs_the_video(arguments, window, _):
     tool = TemporalZoom(INFO, Budget(visual_tokens=1024), geometry=PAPER_GEOMETRY, min_seconds=1.0)
     result = tool(arguments)
-    assert result.ok == (window is not None)
+    assert (result.error is None) == (result.clip is not None) == (window is not None)
     if window is None:
         assert result.error == protocol.check_zoom_arguments(arguments)[1]  # the same words as the parser
     else:
-        assert result.span is not None
+        assert result.clip is not None
+        span = result.clip.span
         start, end = min(window[0], INFO.duration), min(window[1], INFO.duration)
-        assert result.span.start <= start and end <= result.span.end  # clamped, widened, never narrowed
-        assert result.span.length >= 1.0 and result.span.end <= INFO.duration
+        assert span.start <= start and end <= span.end  # clamped, widened, never narrowed
+        assert span.length >= 1.0 and span.end <= INFO.duration
 
 
 QUESTION = Question(

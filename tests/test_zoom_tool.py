@@ -25,9 +25,9 @@ def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
     from zoom_agent.planning import plan_clip
 
     result = tool.zoom(12, 18.5)
-    assert result.ok and result.clip is not None and result.error is None
+    assert result.clip is not None and result.error is None
     assert result.text == "zoomed 12.0-18.5 s: 12 frames at 420x308"
-    assert result.clip.role == "zoom" and result.span is not None and result.span.as_tuple() == (12.0, 18.5)
+    assert result.clip.role == "zoom" and result.clip.span.as_tuple() == (12.0, 18.5)
     assert all(12.0 <= t <= 18.5 for t in result.clip.timestamps)
     coarse = plan_clip(INFO, INFO.whole, BUDGET, QWEN25)
     assert result.clip.width * result.clip.height > coarse.width * coarse.height
@@ -51,43 +51,43 @@ def test_zoom_plans_more_pixels_per_frame_than_the_coarse_view(tool):
 )
 def test_bad_arguments_are_errors_the_model_reads(tool, start, end, message):
     result = tool.zoom(start, end)
-    assert not result.ok and result.clip is None and message in (result.error or "")
+    assert result.clip is None and message in (result.error or "")
     assert result.text.startswith("temporal_zoom error:") and "60.0 s" in result.text  # says how long the video is
     assert result.requested == {"start": start, "end": end}
 
 
 def test_windows_past_the_end_are_clamped_and_say_so(tool):
     result = tool.zoom(0, 1000)
-    assert result.ok and result.span is not None and result.span.as_tuple() == (0.0, 60.0)
+    assert result.clip is not None and result.clip.span.as_tuple() == (0.0, 60.0)
     assert "(requested 0-1000 s)" in result.text
 
 
 def test_short_windows_widen_to_the_minimum_and_pad_widens_both_sides():
     short = TemporalZoom(INFO, BUDGET, geometry=QWEN25, min_seconds=2.0).zoom(10.0, 10.5)
-    assert short.span is not None and short.span.as_tuple() == (9.25, 11.25)
+    assert short.clip is not None and short.clip.span.as_tuple() == (9.25, 11.25)
 
 
 @pytest.mark.parametrize(("moment", "window"), [(4.0, (3.5, 4.5)), (0.0, (0.0, 1.0)), (59.8, (59.0, 60.0))])
 def test_a_moment_is_widened_to_the_minimum_window_around_it(tool, moment, window):
     result = tool.zoom(moment, moment)
-    assert result.ok and result.span is not None and result.span.as_tuple() == window
+    assert result.clip is not None and result.clip.span.as_tuple() == window
     assert f"(requested {moment:g}-{moment:g} s)" in result.text
 
 
 def test_padding_widens_both_sides_within_the_video():
     padded = TemporalZoom(INFO, BUDGET, geometry=QWEN25, pad=10.0).zoom(5, 20)
-    assert padded.span is not None and padded.span.as_tuple() == (0.0, 30.0)
+    assert padded.clip is not None and padded.clip.span.as_tuple() == (0.0, 30.0)
 
 
 def test_tool_call_objects_need_exactly_start_and_end(tool):
-    assert tool({"start": 1, "end": 3}).ok
+    assert tool({"start": 1, "end": 3}).error is None
     extra = tool({"start": 1, "end": 3, "fps": 30})
-    assert not extra.ok and "unexpected argument(s): fps" in (extra.error or "")
+    assert extra.clip is None and "unexpected argument(s): fps" in (extra.error or "")
     assert extra.requested == {"start": 1, "end": 3, "fps": 30}
     missing = tool({"start": 1})
-    assert not missing.ok and "missing argument(s): end" in (missing.error or "")
+    assert missing.clip is None and "missing argument(s): end" in (missing.error or "")
     listed = tool([1, 3])  # type: ignore[arg-type]
-    assert not listed.ok and "must be a JSON object" in (listed.error or "")
+    assert listed.clip is None and "must be a JSON object" in (listed.error or "")
 
 
 def test_num_frames_is_checked(tool):
@@ -98,7 +98,7 @@ def test_num_frames_is_checked(tool):
 
 def test_zoom_spans_merges_and_splits_one_budget(tool):
     results = tool.zoom_spans([(30, 40), (5, 10), (8, 12)])
-    assert [r.span.as_tuple() for r in results if r.span] == [(5.0, 12.0), (30.0, 40.0)]
+    assert [r.clip.span.as_tuple() for r in results if r.clip] == [(5.0, 12.0), (30.0, 40.0)]
     assert sum(r.clip.visual_tokens for r in results if r.clip) <= BUDGET.visual_tokens
     assert tool.zoom_spans([]) == []
     trace = results[1].trace(2, 1)

@@ -37,14 +37,6 @@ class ZoomResult(BaseModel):
     error: str | None = None
     requested: dict[str, Any] = Field(default_factory=dict, description="the arguments as received")
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def span(self) -> Span | None:
-        return None if self.clip is None else self.clip.span
-
     def trace(self, round_: int, call: int = 0) -> ZoomTrace:
         """This result as the agent's trace records it (the `call`-th zoom of round `round_`)."""
         return ZoomTrace(

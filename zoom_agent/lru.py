@@ -39,8 +39,8 @@ class ByteLRU(Generic[K, V]):
         >>> cache = ByteLRU[int, np.ndarray](max_bytes=16)
         >>> cache.put(1, np.zeros(8, np.uint8)); cache.put(2, np.zeros(8, np.uint8))
         >>> _ = cache.get(1); cache.put(3, np.zeros(8, np.uint8))  # 2 was the oldest
-        >>> (1 in cache, 2 in cache, 3 in cache), cache.nbytes
-        ((True, False, True), 16)
+        >>> cache.get(2) is None, cache.nbytes
+        (True, 16)
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -70,11 +70,6 @@ class ByteLRU(Generic[K, V]):
             while self._nbytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
                 self._nbytes -= old.nbytes
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` is held (does not count as a use)."""
-        with self._lock:
-            return key in self._items
 
     @property
     def nbytes(self) -> int:
