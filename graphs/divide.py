@@ -40,8 +40,8 @@ class ChunkTask(TypedDict):
 
 
 def chunk_spans(info: VideoInfo, config: AgentConfig) -> list[Span]:
-    """Consecutive windows of ``chunk_frames / budget.fps`` seconds covering the video."""
-    length = config.chunk_frames / config.budget.fps
+    """Consecutive windows of ``chunk_frames`` frames at the long-video rate covering the video."""
+    length = config.chunk_frames / config.long_budget().fps
     count = max(1, -(-info.duration // length))  # ceil
     return [Span(start=i * length, end=min((i + 1) * length, info.duration)) for i in range(int(count))]
 

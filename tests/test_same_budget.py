@@ -38,6 +38,7 @@ CONFIGS = {
         budget=Budget(visual_tokens=1024), max_zoom_rounds=3, global_context=True, request_token_cap=1024
     ),
     "zoomzero continue": AgentConfig(dialect="zoomzero", request_token_cap=8192),
+    "tool fresh": AgentConfig(fine_pass="fresh", zoom_pad=10.0, request_token_cap=8192),
     "zoomzero preset (fresh)": preset("zoomzero").agent.model_copy(update={"strategy": "multi_step"}),
 }
 
@@ -46,7 +47,8 @@ def _script(dialect: str, windows: list[tuple[float, float]], rounds: int):
     def reply(request: VLMRequest) -> str:
         done = sum(t.role == "assistant" for t in request.turns)
         zoomed = any(c.role == "zoom" for t in request.turns for c in t.clips)
-        if dialect == "tool" and done < rounds:
+        fresh_fine = zoomed and done == 0  # the fresh fine pass: a new request on the pooled zoom
+        if dialect == "tool" and done < rounds and not fresh_fine:
             return "\n".join(protocol.format_tool_call(s, e) for s, e in windows)
         letter = "B" if zoomed else "A"
         return protocol.format_answer(letter, windows, dialect=dialect)  # type: ignore[arg-type]
