@@ -102,14 +102,14 @@ def test_sleep_mode_is_detected_off_on_the_cpu_build(parity: dict[str, Any]) -> 
 
 
 def test_grpo_with_the_vllm_engine_samples_from_the_synced_weights(tmp_path: Path) -> None:
-    """tiny-cpu with ``engine: vllm``, 4 steps, Qwen3-VL (its clips have several groups).
+    """tiny-cpu as shipped (Qwen2.5-VL, 4-frame clips of 2 groups) with ``engine: vllm``, 4 steps.
 
     Every step's sampled log-probs equal the current policy's recompute (the run itself
     also enforces 1e-3 through ``check_logprobs_atol``), and once the policy has moved away
     from its initial weights, the initial weights (what an engine that never synced holds)
     are far off the sampled log-probs.
     """
-    result = _run_probe("grpo", "qwen3_vl", tmp_path)
+    result = _run_probe("grpo", "qwen2_5_vl", tmp_path)
     steps = result["steps"]
     assert result["sampler"] == "VLLMSampler" and result["syncs"] == len(steps) == 4
     for row in steps:
