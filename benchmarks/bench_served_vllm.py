@@ -31,11 +31,11 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "vllm_cpu"))
 
-from harness import ServedModel, build_tiny  # noqa: E402
+from harness import VLLM_ENV, ServedModel, build_tiny  # noqa: E402
 
 from zoom_agent import protocol  # noqa: E402
 from zoom_agent.config import Budget  # noqa: E402
-from zoom_agent.eval import run_eval  # noqa: E402
+from zoom_agent.eval import read_results, run_eval  # noqa: E402
 from zoom_agent.geometry import GEOMETRY, Family  # noqa: E402
 from zoom_agent.models.base import Sampling, Turn, VLMRequest  # noqa: E402
 from zoom_agent.models.chat_format import encode_clip, render_messages, request_body  # noqa: E402
@@ -98,7 +98,7 @@ def transformers_loop(model_dir: Path, questions: list[Question], infos: dict[st
 
     from zoom_agent.models.hf import TransformersVLM
 
-    vlm = TransformersVLM(str(model_dir))
+    vlm = TransformersVLM(str(model_dir), dtype="float32")
     pad = vlm.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     prompt = pads = completion = 0
     t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = build_tiny(root / "model", args.family)
+        model = build_tiny(VLLM_ENV.parent / "tiny-models" / args.family, args.family)  # the tests' path: warm compile
         (root / "videos").mkdir()
         infos = {i.path: i for i in make_videos(root / "videos", 4, duration=20.0)}
         questions = [
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
             v_wall = time.perf_counter() - t0
         finally:
             server.stop()
-    assert summary.ran == len(questions) and summary.errors == summary.infra_errors == 0, summary
+        errors = [x["error"] for x in read_results(root / "run") if x["status"] == "error"]
+    if summary.ran != len(questions) or errors:
+        raise SystemExit(f"the vLLM run failed {len(errors)} questions: {errors[:3]}")
     n = len(questions)
     print(f"vLLM start-up: {server.starts[0]:.0f} s (not counted)")
     print(f"\n| {n} questions x 2 requests, {args.new_tokens} new tokens each, {args.family} tiny | wall s | q/min |")
