@@ -138,11 +138,14 @@ def main(argv: list[str] | None = None) -> None:
         try:
             from transformers import AutoTokenizer
 
-            script = VLLMScript(server.url, str(model), args.family, infos, args.new_tokens)
-            script.pad_id = AutoTokenizer.from_pretrained(model).convert_tokens_to_ids("<|video_pad|>")
+            pad = AutoTokenizer.from_pretrained(model).convert_tokens_to_ids("<|video_pad|>")
             warm = [q.model_copy(update={"id": f"w{q.id}"}) for q in questions[: args.concurrency]]
+            script = VLLMScript(server.url, str(model), args.family, infos, args.new_tokens)
+            script.pad_id = pad
             asyncio.run(run_eval(script, warm, root / "warm", concurrency=args.concurrency, progress=False))
-            script.prompt_tokens = script.video_pads = script.completion_tokens = 0
+            # a fresh client: HTTP connections belong to the event loop that opened them
+            script = VLLMScript(server.url, str(model), args.family, infos, args.new_tokens)
+            script.pad_id = pad
             t0 = time.perf_counter()
             run = run_eval(script, questions, root / "run", concurrency=args.concurrency, progress=False)
             summary = asyncio.run(run)
