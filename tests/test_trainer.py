@@ -393,6 +393,25 @@ def test_one_step_logs_every_reward_part_and_timing(tmp_path: Path, prebuilt: di
 
 
 @pytest.mark.slow
+def test_mini_batches_step_several_times_against_old_logprobs_computed_once(
+    tmp_path: Path, prebuilt: dict[str, str]
+) -> None:
+    """optim.mini_batch_size (their code): 4 responses in mini-batches of 2 = 2 optimiser steps;
+    the second sees a moved policy (ratio != 1, approx_kl > 0); the schedule steps once."""
+    from zoom_agent.training.loop.trainer import Trainer
+
+    # weight decay moves the weights even where a group's advantages are all 0
+    trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=1", "optim.mini_batch_size=2", "optim.weight_decay=0.5"))
+    metrics = trainer.step()
+    assert metrics["actor/optimizer_steps"] == 2.0
+    assert metrics["actor/approx_kl"] > 0.0, metrics  # mean of 0 (first step) and the second's drift
+    assert metrics["rollout/logprob_diff"] < 1e-3  # compared once, before any update
+    assert trainer.scheduler.last_epoch == 1
+    ours = Trainer(_config(tmp_path / "ours", prebuilt, "max_steps=1")).step()
+    assert ours["actor/optimizer_steps"] == 1.0 and ours["actor/approx_kl"] == 0.0
+
+
+@pytest.mark.slow
 def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt: dict[str, str]) -> None:
     from zoom_agent.training.loop.trainer import Trainer
     from zoom_agent.training.loop.verifier import ZoomVerifier

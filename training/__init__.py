@@ -7,7 +7,8 @@ One step of `Trainer.step`, and the folder each stage lives in::
          (rollout/engine, rollout/render, rollout/sampler | rollout/vllm_engine)
          => Trajectory (rollout/trajectory): sequence, segments, TokenMasks
       -> rewards: format, iou, answer, zoom (the verifier), number
-         (loop/scoring: verifier I/O; core/rewards: the pure parts)
+         (loop/scoring: verifier I/O; core/rewards: the pure parts; rewards: one reply's
+         text under our rules or theirs, `reward_parts`)
       -> credit: an advantage on every policy token (core/advantages, core/credit)
       -> update: re-render, log-probs under the policy and the reference, PPO-clip loss,
          gradients summed over ranks, AdamW (loop/update, loop/logprobs, core/loss,
@@ -34,6 +35,7 @@ _HOMES = {
     "PARTS": "core.rewards",
     "PAPER_WEIGHTS": "core.rewards",
     "trajectory_rewards": "core.rewards",
+    "reward_parts": "rewards",
     "region_token_masks": "core.masks",
     "CHANNELS": "core.credit",
     "grpo_advantages": "core.credit",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import Family
+from zoom_agent.presets import PresetName
 from zoom_agent.training.core.rewards import PAPER_WEIGHTS, PARTS
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
@@ -47,12 +48,15 @@ class PolicyConfig(_Strict):
 class DataConfig(_Strict):
     """Where the training questions come from."""
 
-    kind: Literal["synthetic", "jsonl", "nextgqa", "rextime"] = Field(
-        "synthetic", description="synthetic = videos with known events, written offline (the toy task)"
+    kind: Literal["synthetic", "jsonl", "nextgqa", "rextime", "stage"] = Field(
+        "synthetic",
+        description="synthetic = videos with known events, written offline (the toy task); stage = their "
+        "stage data manifest (zoom_agent.datasets.stage_data)",
     )
     path: str | None = Field(
         None,
-        description="jsonl: a file of Question JSON lines; nextgqa: the annotation folder; rextime: jsonl",
+        description="jsonl: a file of Question JSON lines; nextgqa: the annotation folder; rextime: jsonl; "
+        "stage: the manifest YAML (datasets: [{json_path, data_folder}])",
     )
     video_root: str | None = Field(None, description="folder the videos live under (jsonl/nextgqa/rextime)")
     split: Literal["val", "test"] = Field("val", description="NExT-GQA split")
@@ -93,6 +97,33 @@ class RewardConfig(_Strict):
         0.5, gt=0, le=1, description="share of the visual budget for the verifier's view; their code: 1/2"
     )
     verifier_max_frames: int = Field(256, ge=1, description="frames of the verifier's view; their code: 256")
+    verifier_view: Literal["per-span", "pooled"] = Field(
+        "per-span",
+        description="per-span = one zoom per span, the budget split (ours); pooled = one clip of the spans' "
+        "coarse frames at one size (their code)",
+    )
+    verifier_prompt: Literal["ours", "official"] = Field(
+        "ours",
+        description="ours: the dialect's turns, the reasoning as an assistant prefix; official: one user turn "
+        "(question, options on one line, 'the letter only', the reasoning without <time> tags)",
+    )
+    rules: Literal["ours", "official"] = Field(
+        "ours",
+        description="how a reply's text is judged (docs/training.md §3): ours = `protocol.parse` (any "
+        "whitespace, a letter of the question, the valid subset of the spans, time tags judged); "
+        "official = their tvg_zoom regexes (`zoom_agent.training.rewards`)",
+    )
+    invalid_glue_format: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="official rules: format of a well-laid-out reply whose glue list is invalid; their "
+        "stage scripts (tvg_zoom): 0, their train.sh (tvg_sep_zoom): 0.5",
+    )
+    parts_need_answer: bool = Field(
+        True,
+        description="ours: IoU and zoom are 0 when no answer parsed; their code scores them from the glue regardless",
+    )
 
     def weights(self) -> dict[str, float]:
         """Part name -> weight in the total, for every part of `rewards.PARTS` (one field each)."""
@@ -110,6 +141,24 @@ class CreditConfig(_Strict):
         None, description="channel -> regions it credits; default their code's (see training.core.credit)"
     )
     eps: float = Field(1e-6, gt=0, description="added to the group std; their code: 1e-6")
+    zero_constant_groups: bool = Field(
+        True,
+        description="variant B: a group whose rewards are equal in every channel gets 0 (ours); their "
+        "formula still z-scores its tokens by class",
+    )
+    answer_on_reasoning_in_a: bool = Field(
+        False,
+        description="variant A: the answer channel also covers the reasoning tokens (their code, commit "
+        "a8352aa5: t < m_glue); ours: the answer tokens only",
+    )
+
+    def regions(self) -> dict[str, tuple[str, ...]] | None:
+        """The channel regions credit uses: ``channel_regions``, with variant A's answer channel
+        on reasoning + answer when ``answer_on_reasoning_in_a`` (unless set explicitly)."""
+        resolved = dict(self.channel_regions or {})
+        if self.variant == "A" and self.answer_on_reasoning_in_a:
+            resolved.setdefault("answer", ("reasoning", "answer"))
+        return resolved or None
 
 
 class LossConfig(_Strict):
@@ -120,7 +169,12 @@ class LossConfig(_Strict):
     kl_coef: float = Field(0.01, ge=0, description="beta of the k3 KL to the reference; their code: 0.01")
     entropy_coef: float = Field(0.0, ge=0, description="entropy bonus; their code: 0")
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
-        "token-mean", description="their code: token-mean"
+        "token-mean",
+        description="ours: token-mean; their code: micro-batch 1 with masked_mean, accumulated and "
+        "averaged over GPUs = seq-mean-token-mean",
+    )
+    kl_value_clamp: float | None = Field(
+        None, gt=0, description="clamp the k3 KL value to +-this (their code: 10); None = no clamp (ours)"
     )
 
 
@@ -133,12 +187,34 @@ class OptimConfig(_Strict):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up steps; their code: 10")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="after warm-up; their code: cosine")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of lr (ours)")
+    horizon: int | None = Field(
+        None,
+        ge=1,
+        description="rollout steps the schedule spans; None = the run's own length (ours); their code: "
+        "500 (get_cosine_schedule_with_warmup's default training steps)",
+    )
+    warmup_from_zero: bool = Field(
+        False,
+        description="warm-up factor step / warmup_steps, step 0 at lr 0 (their code); "
+        "ours: (step + 1) / (warmup_steps + 1), so step 0 already trains",
+    )
+    mini_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="responses per optimiser step; None = one step per rollout step (ours, ratio 1); "
+        "their code: 64, with old log-probs computed once per rollout step (8 steps of 512 responses)",
+    )
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm; their code: 1.0")
 
 
 class TrainConfig(_Strict):
     """A whole GRPO run: policy, data, rollouts, rewards, credit, loss, optimiser, logging."""
 
+    preset: PresetName | None = Field(
+        None,
+        description="a `zoom_agent.presets` preset whose training overrides lie under the recipe "
+        "(zoomzero: their code's rules, docs/training.md §3)",
+    )
     output_dir: str = Field("runs/zoom-grpo", description="metrics.jsonl, checkpoints, the tiny model go here")
     seed: int = Field(0, description="seeds data order, sampling and initialisation")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the model trained")
@@ -159,6 +235,10 @@ class TrainConfig(_Strict):
         False, description="offline filter of docs/method.md §4 before training (their data filter)"
     )
     filter_group_size: int | None = Field(None, ge=2, description="samples per question for the filter; None = G")
+    difficulty_keep_all_wrong: bool = Field(
+        False,
+        description="the filter keeps 0 <= hit rate < 1 (their filter_variance.py); ours: 0 < hit rate < 1",
+    )
     check_logprobs_atol: float | None = Field(
         None,
         ge=0,
@@ -217,13 +297,31 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
             value = raw
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads "1e-5" (no dot) as text
-        node = nested
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {item!r} conflicts with an earlier override of {part!r}")
-            node = child
-        node[parts[-1]] = value
+        _set_dotted(nested, parts, value, item)
+    return nested
+
+
+def _set_dotted(nested: dict[str, Any], parts: Sequence[str], value: Any, item: str) -> None:
+    node = nested
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {item!r} conflicts with an earlier override of {part!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def preset_training(name: str) -> dict[str, Any]:
+    """The nested `TrainConfig` overrides of a `zoom_agent.presets` preset (its ``training``).
+
+    Raises:
+        ValueError: an unknown preset name (the message lists the known ones).
+    """
+    from zoom_agent.presets import preset
+
+    nested: dict[str, Any] = {}
+    for key, value in preset(name).training.items():
+        _set_dotted(nested, key.split("."), value, f"{name}: {key}")
     return nested
 
 
@@ -271,6 +369,11 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
         raise ValueError(f"recipe {path} must hold a YAML mapping, got {type(raw).__name__}")
     update = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     merged = _deep_merge(raw, update)
+    if merged.get("preset") is not None:  # the preset lies under the recipe, the overrides on top
+        try:
+            merged = _deep_merge(preset_training(str(merged["preset"])), merged)
+        except ValueError as exc:
+            raise ValueError(f"recipe {path}: preset: {exc}") from None
     if isinstance(merged.get("agent"), Mapping):
         merged["agent"] = {"temperature": 1.0, **merged["agent"]}  # rollouts sample (their code: 1.0)
     try:

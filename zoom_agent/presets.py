@@ -39,6 +39,27 @@ ZOOMZERO_TRAIN_BUDGET = Budget(
 ZOOMZERO_LONG_VIDEO_TOKENS = 16384
 
 
+# Their training (verl/utils/reward_score/tvg_zoom.py, the stage scripts' compute_score=tvg_zoom):
+# TrainConfig overrides, the training half's departures turned off (docs/training.md §3).
+ZOOMZERO_TRAINING: dict[str, Any] = {
+    "agent.budget": ZOOMZERO_TRAIN_BUDGET.model_dump(),  # the rollouts' (and the verifier's) sampling
+    "reward.rules": "official",
+    "reward.invalid_glue_format": 0.0,
+    "reward.parts_need_answer": False,
+    # examples/train_stage*.sh, dp_actor.update_policy, torch_functional.py, core_algos.py
+    "optim.horizon": 500,
+    "optim.warmup_from_zero": True,
+    "optim.mini_batch_size": 64,
+    "loss.aggregation": "seq-mean-token-mean",
+    "loss.kl_value_clamp": 10.0,
+    "credit.zero_constant_groups": False,
+    "credit.answer_on_reasoning_in_a": True,
+    "difficulty_keep_all_wrong": True,
+    "reward.verifier_view": "pooled",
+    "reward.verifier_prompt": "official",
+}
+
+
 class Preset(BaseModel):
     """One named configuration: inference, training rollouts' budget, training overrides."""
 
@@ -82,6 +103,7 @@ def _zoomzero() -> Preset:
         summary="the authors' released code (xiaoqian-shen/Zoom-Zero), every departure of ours off",
         agent=agent,
         train_budget=ZOOMZERO_TRAIN_BUDGET,
+        training=ZOOMZERO_TRAINING,
     )
 
 

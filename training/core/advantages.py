@@ -28,6 +28,7 @@ def policy_token_advantages(
     variant: Variant = "B",
     channel_regions: Mapping[str, Iterable[str]] | None = None,
     eps: float = 1e-6,
+    zero_constant_groups: bool = True,
 ) -> list[Tensor]:
     """Per-token advantages of each sequence's policy tokens.
 
@@ -43,7 +44,8 @@ def policy_token_advantages(
         group: each sequence's group id (its question).
         weights: part -> weight of the total.
         mode: ``"token-selective"`` or ``"grpo"``.
-        variant, channel_regions, eps: as `credit.token_selective_advantages`.
+        variant, channel_regions, eps, zero_constant_groups: as
+            `credit.token_selective_advantages`.
 
     Returns:
         One (P_b,) float32 tensor per sequence, P_b its number of policy tokens.
@@ -73,6 +75,7 @@ def policy_token_advantages(
             variant=variant,
             channel_regions=channel_regions,
             eps=eps,
+            zero_constant_groups=zero_constant_groups,
         )
         for name, weight in weights.items():
             if name not in CHANNELS and weight > 0:  # extra shared channels (the CI probe)

@@ -97,6 +97,7 @@ def token_selective_advantages(
     variant: Variant = "B",
     channel_regions: Mapping[str, Iterable[str]] | None = None,
     eps: float = 1e-6,
+    zero_constant_groups: bool = True,
 ) -> Tensor:
     """Token-selective advantages (Zoom-Zero's TokenAdv), variants A and B of docs/method.md §4.
 
@@ -120,6 +121,9 @@ def token_selective_advantages(
             channels left out keep the default (format, zoom -> all; iou -> reasoning + span;
             answer -> answer). An empty list credits the channel to no token.
         eps: added to the std.
+        zero_constant_groups: variant B only (ours): 0 for a group whose responses all have
+            the same rewards; False = their formula, which still z-scores such a group's
+            tokens by class (A is 0 there either way: each channel is constant).
 
     Returns:
         (B, T) advantages in the rewards' floating dtype; never NaN. Exactly 0 wherever
@@ -143,13 +147,13 @@ def token_selective_advantages(
         channel_adv = _group_zscore(stacked, None, inverse, num_groups, eps, True)  # Â_k, (B, C)
         table = _class_table(channel_adv, member, VARIANT_A_SCALE)  # (B, 4): A_t of each class
     else:
-        table = _variant_b_table(stacked, member, cls, inverse, num_groups, eps)
+        table = _variant_b_table(stacked, member, cls, inverse, num_groups, eps, zero_constant_groups)
     table = torch.cat([table, table.new_zeros(batch, 1)], 1).to(_out_dtype(list(rewards.values())))
     return torch.gather(table, 1, cls)  # class 4 (outside the loss mask) reads the 0 column
 
 
 def _variant_b_table(
-    stacked: Tensor, member: Tensor, cls: Tensor, inverse: Tensor, num_groups: int, eps: float
+    stacked: Tensor, member: Tensor, cls: Tensor, inverse: Tensor, num_groups: int, eps: float, zero_constant: bool
 ) -> Tensor:
     """(B, 4) variant-B advantage of each token class: s_t z-scored over the group's tokens."""
     batch = stacked.shape[0]
@@ -162,7 +166,9 @@ def _variant_b_table(
     flat = _group_zscore(scores.reshape(-1, 1), counts.reshape(-1, 1), cells, num_groups, eps, True)
     # Token-level normalisation alone would still rank a group's answer tokens against its
     # reasoning tokens when every response scored the same; with no difference between
-    # responses (zero reward variance, or a group of one) there is no signal: 0.
+    # responses (zero reward variance, or a group of one) there is no signal: 0 (ours).
+    if not zero_constant:
+        return flat.view(batch, 4)
     constant = _rewards_constant_in_group(stacked, inverse, num_groups)
     return flat.view(batch, 4).masked_fill(constant[:, None], 0.0)
 

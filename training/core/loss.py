@@ -77,6 +77,7 @@ def policy_loss(
     max_len: int | None = None,
     tokens: float | None = None,
     sequences: float | None = None,
+    kl_value_clamp: float | None = None,
 ) -> LossOutput:
     """PPO-clip loss per token, ``-min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)``.
 
@@ -100,6 +101,8 @@ def policy_loss(
             required for that mode.
         tokens, sequences: policy tokens and sequences of the whole batch this call is a
             piece of (all pieces, all ranks); None = this call's own (see `aggregate`).
+        kl_value_clamp: clamp each token's k3 value to ``[-c, c]`` (their code: 10; a
+            clamped token's KL carries no gradient); None = no clamp (ours).
 
     Returns:
         LossOutput with the scalar loss and detached statistics.
@@ -125,6 +128,8 @@ def policy_loss(
         ref = torch.where(mask, ref_logprobs.detach(), zero)
         delta = (ref - logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
         kl = delta.exp() - delta - 1.0  # k3: unbiased, always >= 0
+        if kl_value_clamp is not None:
+            kl = kl.clamp(-kl_value_clamp, kl_value_clamp)
         per_token = per_token + kl_coef * kl
     ent = torch.zeros_like(logp) if entropy is None else torch.where(mask, entropy, zero)
     if entropy_coef != 0.0:

@@ -130,15 +130,17 @@ def trajectory_rewards(
     return parts
 
 
-def difficulty_keep(ious: Sequence[float], answers: Sequence[float]) -> bool:
+def difficulty_keep(ious: Sequence[float], answers: Sequence[float], *, keep_all_wrong: bool = False) -> bool:
     """Their data filter (docs/method.md §4): is this question worth training on?
 
     Keep when the group's IoUs spread (``max - mean > 0.1`` or ``min > 0``) and the answer
-    hit-rate is strictly between 0 and 1.
+    hit-rate is strictly between 0 and 1 (ours), or ``0 <= hit rate < 1`` with
+    ``keep_all_wrong`` (their filter_variance.py: questions every sample got wrong stay).
 
     Args:
         ious: the IoU reward of each sample of the question's group.
         answers: the answer reward (0/1) of each sample.
+        keep_all_wrong: keep a hit rate of 0 too (their code).
 
     Returns:
         True to keep the question.
@@ -148,4 +150,5 @@ def difficulty_keep(ious: Sequence[float], answers: Sequence[float]) -> bool:
     mean_iou = sum(ious) / len(ious)
     spread = max(ious) - mean_iou > 0.1 or min(ious) > 0
     hit_rate = sum(answers) / len(answers)
-    return spread and 0.0 < hit_rate < 1.0
+    some_right = hit_rate > 0.0 or keep_all_wrong
+    return spread and some_right and hit_rate < 1.0

@@ -54,6 +54,12 @@ def load_questions(config: DataConfig, output_dir: str | Path, *, write: bool = 
 
 
 def _load_files(config: DataConfig) -> list[Question]:
+    if config.kind == "stage":  # each data file names its own video folder
+        from zoom_agent.datasets.stage_data import load_stage_data
+
+        if config.path is None:
+            raise ValueError("data.kind 'stage' needs data.path (the manifest YAML)")
+        return load_stage_data(config.path)
     if config.path is None or config.video_root is None:
         raise ValueError(f"data.kind {config.kind!r} needs data.path and data.video_root")
     if config.kind == "nextgqa":

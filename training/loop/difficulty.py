@@ -31,6 +31,7 @@ async def filter_by_difficulty(
     seed: int,
     batch: int = 16,
     concurrency: int = 8,
+    keep_all_wrong: bool = False,
 ) -> list[Question]:
     """Keep the questions whose group of rollouts has spread.
 
@@ -49,7 +50,7 @@ async def filter_by_difficulty(
                 trajectory_rewards(q, t.result, zoom=0.0, weights={}, dialect=agent.dialect)
                 for t in trajs[i * group_size : (i + 1) * group_size]
             ]
-            if difficulty_keep([p["iou"] for p in parts], [p["answer"] for p in parts]):
+            if difficulty_keep([p["iou"] for p in parts], [p["answer"] for p in parts], keep_all_wrong=keep_all_wrong):
                 kept.append(q)
     return kept
 
@@ -66,7 +67,16 @@ def kept_questions(
     ids_file = Path(config.output_dir) / FILTER_FILE
     if ctx.is_main and load_question_ids(ids_file, questions) is None:
         group = config.filter_group_size or config.group_size
-        kept = asyncio.run(filter_by_difficulty(engine, questions, config.agent, group_size=group, seed=config.seed))
+        kept = asyncio.run(
+            filter_by_difficulty(
+                engine,
+                questions,
+                config.agent,
+                group_size=group,
+                seed=config.seed,
+                keep_all_wrong=config.difficulty_keep_all_wrong,
+            )
+        )
         save_question_ids(ids_file, kept)
     dist.barrier(ctx)
     kept = load_question_ids(ids_file, questions) or []

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from zoom_agent.protocol.templates import templates_from
 from zoom_agent.training.config import TrainConfig
 from zoom_agent.training.core.advantages import policy_token_advantages
 from zoom_agent.training.loop import checkpoint as ckpt
@@ -138,7 +139,7 @@ class Trainer:
 
     async def score(self, trajs: Sequence[Trajectory]) -> list[dict[str, float]]:
         """Reward parts of every trajectory (see `scoring.score_trajectories`)."""
-        return await score_trajectories(trajs, self.verifier, self.config.reward.weights(), self.agent.dialect)
+        return await score_trajectories(trajs, self.verifier, self.config.reward, self.agent.dialect)
 
     def advantages(self, trajs: Sequence[Trajectory], parts: Sequence[dict[str, float]]) -> list[torch.Tensor]:
         """Per-token advantages of each trajectory's policy tokens (`policy_token_advantages`)."""
@@ -150,8 +151,9 @@ class Trainer:
             weights=self.config.reward.weights(),
             mode=credit.mode,
             variant=credit.variant,
-            channel_regions=credit.channel_regions,
+            channel_regions=credit.regions(),
             eps=credit.eps,
+            zero_constant_groups=credit.zero_constant_groups,
         )
 
     def train(self) -> list[dict[str, float]]:
@@ -240,6 +242,9 @@ class Trainer:
             max_frames=r.verifier_max_frames,
             pad=a.zoom_pad,
             min_seconds=a.min_zoom_seconds,
+            pooled=r.verifier_view == "pooled",
+            official_prompt=r.verifier_prompt == "official",
+            templates=templates_from(a.prompt_file),
         )
 
     def _load_questions(self) -> list[Question]:

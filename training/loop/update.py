@@ -7,9 +7,17 @@ loss (`training.core.loss`) aggregated with the batch's global token and sequenc
 the accumulated gradient is the batch loss's. Then gradients are summed across ranks,
 clipped, and AdamW steps.
 
-One update per batch of rollouts: the policy that sampled is the current one, so the "old"
-log-probs are the current ones detached (the ratio starts at 1). The recomputed log-probs
-are compared with the sampled ones (``rollout/logprob_diff``).
+Optimiser steps per rollout step (``optim.mini_batch_size``):
+
+- None (ours): one update per batch of rollouts. The policy that sampled is the current
+  one, so the "old" log-probs are the current ones detached (the ratio is 1).
+- their code (64 of 512 responses): the old log-probs are computed once, without gradient,
+  before any update; then the batch is cut into ``ceil(P * G / mini_batch_size)``
+  mini-batches (every rank cuts its own share into as many), each one optimiser step, so
+  from the second on the ratio moves and the clip acts.
+
+Either way the schedule steps once per rollout step. The recomputed log-probs of the first
+pass are compared with the sampled ones (``rollout/logprob_diff``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from zoom_agent.training.core.loss import policy_loss
 from zoom_agent.training.loop import distributed as dist
 from zoom_agent.training.loop.logprobs import policy_logprobs
 from zoom_agent.training.loop.metrics import Timings
+from zoom_agent.training.loop.optim import mini_batches
 from zoom_agent.training.rollout.render import RolloutError, replay_inputs
 from zoom_agent.training.rollout.trajectory import Trajectory
 
@@ -81,16 +90,54 @@ class PolicyUpdate:
             RolloutError: a trajectory does not replay, or (with ``check_logprobs_atol``) its
                 recomputed log-probs differ from the sampled ones.
         """
+        self.model.train()
+        mb = self.config.optim.mini_batch_size
+        if mb is None:
+            steps = [self._update(trajs, advantages, None, timer)]
+        else:
+            old, diff = self._old_logprobs(trajs, timer)
+            n = mini_batches(self.config)
+            steps = [
+                self._update([trajs[i] for i in idx], [advantages[i] for i in idx], [old[i] for i in idx], timer)
+                for idx in _split(len(trajs), n)
+            ]
+            steps[0]["rollout/logprob_diff"] = dist.all_reduce_max([diff], self.ctx)[0]
+        self.scheduler.step()  # once per rollout step, however many optimiser steps
+        return _combine(steps)
+
+    def _old_logprobs(self, trajs: Sequence[Trajectory], timer: Timings) -> tuple[list[torch.Tensor], float]:
+        """Each trajectory's policy-token log-probs before any update (no gradient), and
+        their max |recomputed - sampled|."""
+        old, diff = [], 0.0
+        with torch.no_grad():
+            for traj in trajs:
+                with timer("render"):
+                    inputs = replay_inputs(self.policy, traj)
+                with timer("old"):
+                    logp, _ = policy_logprobs(self.model, inputs, traj.policy_positions, self.banned_ids)
+                diff = max(diff, self._check_sampled(traj, logp))
+                old.append(logp.detach())
+        return old, diff
+
+    def _update(
+        self,
+        trajs: Sequence[Trajectory],
+        advantages: Sequence[torch.Tensor],
+        old: Sequence[torch.Tensor] | None,
+        timer: Timings,
+    ) -> dict[str, float]:
+        """One optimiser step on ``trajs`` (this rank's part of one mini-batch)."""
         local = [float(sum(len(a) for a in advantages)), float(len(trajs))]
         tokens, sequences = dist.all_reduce_sum(local, self.ctx)
-        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         sums = dict.fromkeys(STAT_NAMES, 0.0)
         diff = adv_max = 0.0
-        for traj, adv in zip(trajs, advantages, strict=True):
+        for i, (traj, adv) in enumerate(zip(trajs, advantages, strict=True)):
             with timer("render"):
                 inputs = replay_inputs(self.policy, traj)
-            stats, seq_diff = self._backward(traj, inputs, adv, (tokens, sequences), timer)
+            stats, seq_diff = self._backward(
+                traj, inputs, adv, (tokens, sequences), timer, None if old is None else old[i]
+            )
             for k in sums:
                 sums[k] += stats[k]
             diff = max(diff, seq_diff)
@@ -104,9 +151,11 @@ class PolicyUpdate:
         adv: torch.Tensor,
         counts: tuple[float, float],
         timer: Timings,
+        old: torch.Tensor | None = None,
     ) -> tuple[dict[str, float], float]:
         """Back-propagate one sequence's share of the batch loss; returns its share of the
-        statistics and its max |recomputed - sampled| log-prob."""
+        statistics and its max |recomputed - sampled| log-prob (0 when ``old`` is given: the
+        old pass compared them)."""
         c = self.config
         positions = traj.policy_positions
         ref = None
@@ -114,11 +163,11 @@ class PolicyUpdate:
             with timer("ref"), torch.no_grad():
                 ref, _ = policy_logprobs(self.ref_model, inputs, positions, self.banned_ids)
         logp, ent = policy_logprobs(self.model, inputs, positions, self.banned_ids, entropy=True)
-        diff = self._check_sampled(traj, logp)
+        diff = self._check_sampled(traj, logp) if old is None else 0.0
         tokens, sequences = counts
         out = policy_loss(
             logp[None],
-            logp.detach()[None],  # the old policy is the current one (one update per batch)
+            (logp.detach() if old is None else old.to(logp.device))[None],  # None: old = current
             adv.to(logp.device)[None],
             torch.ones_like(logp, dtype=torch.bool)[None],
             ref_logprobs=None if ref is None else ref[None],
@@ -131,6 +180,7 @@ class PolicyUpdate:
             max_len=self.max_len,
             tokens=tokens,
             sequences=sequences,
+            kl_value_clamp=c.loss.kl_value_clamp,
         )
         out.loss.backward()
         stats = out.metrics(prefix="") | {
@@ -158,7 +208,6 @@ class PolicyUpdate:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)) if tokens else 0.0
         if tokens:
             self.optimizer.step()
-        self.scheduler.step()
         keys = list(sums)
         batch = dict(zip(keys, dist.all_reduce_sum([sums[k] for k in keys], self.ctx), strict=True))
         adv_mean, adv_sq = batch.pop("advantage"), batch.pop("advantage_sq")
@@ -170,3 +219,25 @@ class PolicyUpdate:
             "advantage/abs_max": adv_max,
             "rollout/logprob_diff": diff,  # max |recomputed - sampled| over policy tokens
         }
+
+
+def _split(count: int, parts: int) -> list[list[int]]:
+    """``range(count)`` cut into ``parts`` consecutive pieces whose sizes differ by at most
+    one (empty pieces when ``count < parts``: the rank still joins every step)."""
+    base, extra = divmod(count, parts)
+    out, start = [], 0
+    for k in range(parts):
+        size = base + (1 if k < extra else 0)
+        out.append(list(range(start, start + size)))
+        start += size
+    return out
+
+
+_MAXIMA = ("advantage/abs_max", "rollout/logprob_diff")
+
+
+def _combine(steps: Sequence[dict[str, float]]) -> dict[str, float]:
+    """One rollout step's metrics from its optimiser steps: means, maxima for the maxima,
+    and ``actor/optimizer_steps``."""
+    out = {k: max(s[k] for s in steps) if k in _MAXIMA else sum(s[k] for s in steps) / len(steps) for k in steps[0]}
+    return out | {"actor/optimizer_steps": float(len(steps))}

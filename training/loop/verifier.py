@@ -10,6 +10,21 @@ token is the correct letter.
 The verifier is any `VLM`: the frozen reference (their code) or the current policy
 (`RewardConfig.verifier`). Their code falls back to ~20 frames of the whole video when no
 span is valid, which can still score 1; here no valid span gives 0.
+
+Their input (``pooled=True``, ``official_prompt=True``; the ``zoomzero`` preset):
+
+- the view: the frames of the rollout's coarse sampling (the whole video under the
+  rollouts' budget) that fall inside any span, pooled into ONE clip of at most
+  ``max_frames`` frames at one size under ``fraction`` of the budget
+  (`zoom_agent.planning.plan_pooled_clip`); ours zooms each span on its own
+  (`TemporalZoom.zoom_spans`, the budget split per span).
+- the prompt: one user turn, no system turn: the clip, then the question with its options
+  on one line (`protocol.templates`), the instruction to answer with the letter only
+  (``PromptTemplates.verifier``) and the policy's reasoning with its ``<time>`` tags removed
+  (`protocol.strip_time_tags`); the verifier's first generated token is the letter. Ours:
+  the dialect's system and question turns, and the reasoning (bare times removed too) as
+  an assistant prefix ending in ``<answer>``. Where the clip goes in their training prompt
+  is not stated in what we read; it comes first here, as in the rollouts.
 """
 
 from __future__ import annotations
@@ -22,8 +37,11 @@ from zoom_agent import protocol
 from zoom_agent.config import Budget
 from zoom_agent.graphs.nodes import question_turns
 from zoom_agent.models.base import VLM, Sampling, Turn, VLMRequest
+from zoom_agent.planning import plan_clip, plan_pooled_clip
+from zoom_agent.protocol.templates import PromptTemplates, options_line
+from zoom_agent.protocol.timestamps import strip_time_tags
 from zoom_agent.tools.zoom import TemporalZoom
-from zoom_agent.types import ClipRef, GroundedAnswer, Question, VideoInfo
+from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, VideoInfo
 
 _LETTER = re.compile(r"\s{0,8}\(?([A-Z])(?![A-Za-z])")
 
@@ -61,6 +79,10 @@ class ZoomVerifier:
         fraction: share of the budget for the zoomed view (their code: 1/2).
         max_frames: frames of the zoomed view, all spans together (their code: 256).
         pad, min_seconds: as `TemporalZoom` (the agent's zoom settings).
+        pooled: one pooled clip of all spans at one size (their code) instead of one zoom
+            per span (ours).
+        official_prompt: their prompt structure (see the module docstring) instead of ours.
+        templates: the wording of the official prompt (default `PromptTemplates()`).
     """
 
     def __init__(
@@ -73,6 +95,9 @@ class ZoomVerifier:
         max_frames: int = 256,
         pad: float = 0.0,
         min_seconds: float = 1.0,
+        pooled: bool = False,
+        official_prompt: bool = False,
+        templates: PromptTemplates | None = None,
     ) -> None:
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -85,6 +110,9 @@ class ZoomVerifier:
         self.max_frames = max_frames
         self.pad = pad
         self.min_seconds = min_seconds
+        self.pooled = pooled
+        self.official_prompt = official_prompt
+        self.templates = templates or PromptTemplates()
 
     def zoomed_clips(self, info: VideoInfo, spans: list[tuple[float, float]]) -> tuple[ClipRef, ...]:
         """The verifier's view: the spans zoomed together (`TemporalZoom.zoom_spans`) under
@@ -98,17 +126,34 @@ class ZoomVerifier:
             The clips of the spans the zoom tool accepted (possibly none).
         """
         budget = self.budget.view(self.fraction, zoom_max_frames=min(self.max_frames, self.budget.zoom_max_frames))
+        if self.pooled:
+            coarse = plan_clip(info, info.whole, self.budget, self.model.geometry)  # the rollout's sampling
+            windows = [Span(start=a, end=b) for a, b in spans]
+            return (plan_pooled_clip(info, windows, coarse, budget, self.model.geometry),)
         tool = TemporalZoom(info, budget, geometry=self.model.geometry, pad=self.pad, min_seconds=self.min_seconds)
         return tuple(r.clip for r in tool.zoom_spans(spans) if r.clip is not None)
 
     def request(self, question: Question, clips: tuple[ClipRef, ...], reasoning: str) -> VLMRequest:
-        """The verifier's conversation: zoomed frames, question, and the reasoning as a prefix."""
+        """The verifier's conversation: zoomed frames, question, and the reasoning as a prefix
+        (ours), or one user turn with the reasoning in it (``official_prompt``)."""
+        sampling = Sampling(temperature=0.0, max_tokens=1)
+        if self.official_prompt:
+            t = self.templates
+            text = t.question.format(
+                question=" ".join(question.question.split()), options=options_line(question.options or ())
+            )
+            text += "\n" + t.verifier
+            if reasoning:
+                text += " " + t.reasoning.format(reasoning=reasoning)
+            return VLMRequest(
+                turns=(Turn(role="user", content=(*clips, text)),), sampling=sampling, want_logprobs=False
+            )
         prefix = f"<think>{reasoning}</think>\n<answer>"
         turns = (
             *question_turns(question, clips, self.dialect, zoom_rounds=0),
             Turn(role="assistant", content=(prefix,)),  # a prefix the model continues
         )
-        return VLMRequest(turns=turns, sampling=Sampling(temperature=0.0, max_tokens=1), want_logprobs=False)
+        return VLMRequest(turns=turns, sampling=sampling, want_logprobs=False)
 
     async def verify(self, question: Question, result: GroundedAnswer, info: VideoInfo) -> Verdict:
         """Zoom-in accuracy of one rollout.
@@ -130,7 +175,8 @@ class ZoomVerifier:
         clips = self.zoomed_clips(info, spans)
         if not clips:
             return Verdict(0.0, reason="no span lies inside the video")
-        reply = await self.model.generate(self.request(question, clips, policy_reasoning(result, self.dialect)))
+        reasoning = policy_reasoning(result, self.dialect, time_tags_only=self.official_prompt)
+        reply = await self.model.generate(self.request(question, clips, reasoning))
         letter = verifier_letter(reply.text, question.letters)
         return Verdict(1.0 if letter == correct else 0.0, letter=letter, clips=clips)
 
@@ -147,11 +193,13 @@ class ZoomVerifier:
         return list(await asyncio.gather(*(one(i) for i in items)))
 
 
-def policy_reasoning(result: GroundedAnswer, dialect: protocol.Dialect) -> str:
-    """The rollout's reasoning, every turn's ``<think>`` joined, with timestamps removed."""
+def policy_reasoning(result: GroundedAnswer, dialect: protocol.Dialect, *, time_tags_only: bool = False) -> str:
+    """The rollout's reasoning, every turn's ``<think>`` joined, with timestamps removed
+    (``time_tags_only``: only the ``<time>`` elements, as their code)."""
     parts = []
     for turn in result.turns:
         reasoning = protocol.parse(turn.text, dialect).reasoning
         if reasoning:
             parts.append(reasoning)
-    return protocol.strip_timestamps("\n".join(parts))
+    joined = "\n".join(parts)
+    return strip_time_tags(joined) if time_tags_only else protocol.strip_timestamps(joined)

@@ -1,4 +1,5 @@
-"""``zoom-agent train RECIPE_OR_YAML [--override key=value ...]``: GRPO training from a recipe.
+"""``zoom-agent train RECIPE_OR_YAML [--override key=value ...] [--dry-run [--json]]``: GRPO
+training from a recipe (``--dry-run``: what the run would do, nothing loaded).
 
 The heavy modules (torch, transformers) load only when the command runs. Several
 processes: ``torchrun --nproc_per_node N -m zoom_agent.cli train ...``.
@@ -7,6 +8,7 @@ processes: ``torchrun --nproc_per_node N -m zoom_agent.cli train ...``.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 
@@ -32,17 +34,50 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="set a recipe field, dotted for nesting (e.g. output_dir=runs/a optim.lr=1e-5); repeatable",
     )
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved configuration, optimiser steps per rollout step and the learning rate "
+        "at rollout steps 0, 10, 200 and 500, then exit (loads no model and no data)",
+    )
+    train.add_argument("--json", action="store_true", help="with --dry-run: one JSON object")
     train.set_defaults(run=run)
     return train
+
+
+LR_STEPS = (0, 10, 200, 500)
+"""Rollout steps whose learning rate ``--dry-run`` shows."""
+
+
+def dry_run(config: Any) -> dict[str, Any]:
+    """What a run of ``config`` would do, without loading anything: the resolved
+    configuration, optimiser steps per rollout step, the learning rate at `LR_STEPS`."""
+    from zoom_agent.training.loop.optim import lr_at, mini_batches
+
+    return {
+        "config": config.model_dump(mode="json"),
+        "optimizer_steps_per_rollout_step": mini_batches(config),
+        "lr": {str(k): v for k, v in lr_at(config, LR_STEPS).items()},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the recipe, train, print where the results are; returns the exit status."""
     from zoom_agent.training.config import load_recipe
+
+    config = load_recipe(args.recipe, args.override)
+    if args.dry_run:
+        plan = dry_run(config)
+        if args.json:
+            print(json.dumps(plan, indent=2))
+        else:
+            print(f"optimizer steps per rollout step: {plan['optimizer_steps_per_rollout_step']}")
+            print("lr at rollout steps: " + ", ".join(f"{k}: {v}" for k, v in plan["lr"].items()))
+            print(json.dumps(plan["config"], indent=2))
+        return 0
     from zoom_agent.training.loop.metrics import METRICS_FILE
     from zoom_agent.training.loop.trainer import Trainer
 
-    config = load_recipe(args.recipe, args.override)
     trainer = Trainer(config)
     history = trainer.train()
     if trainer.ctx.is_main:
