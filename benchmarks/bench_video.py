@@ -170,12 +170,12 @@ def keyframe_floor(path: Path, idx: list[int]) -> Frames:
         tb, fps, start = float(s.time_base), float(s.average_rate), s.start_time or 0
         index = s.index_entries
         lag = start - index[0].timestamp  # B-frames: keyframes are shown `lag` after decoding
-        keys = [e.timestamp for e in index if e.is_keyframe]  # decode times
-        shown = [k + lag for k in keys]
+        # seek to a keyframe's display time: its decode time lands one GOP early with B-frames
+        shown = [e.timestamp + lag for e in index if e.is_keyframe]
         gops: dict[int, list[int]] = {}
         for i in sorted(set(idx)):
             ts = start + round(i / fps / tb)
-            gops.setdefault(keys[max(0, bisect.bisect_right(shown, ts) - 1)], []).append(i)
+            gops.setdefault(shown[max(0, bisect.bisect_right(shown, ts) - 1)], []).append(i)
         out: Frames = {}
         for key, wanted in sorted(gops.items()):
             c.seek(key, stream=s, backward=True)
@@ -263,6 +263,7 @@ def bench_file(label: str, path: Path, repeat: int, pool: ProcessPoolExecutor, h
             for name, fn in methods[:: 1 if rep % 2 == 0 else -1]:  # alternate who goes first
                 t, got = timed(fn)
                 times.setdefault((name, task), []).append(t)
+                print(f"    {name}: {t[0]:.3f} s wall, {t[1]:.2f} s CPU", flush=True)
                 if name == FLOOR and not ref_frames:
                     ref_frames = got  # 1-hour file: (c) is the reference (checked against (a) on 10 min)
                 if name not in (QWEN, DECORD) and ref_frames:
@@ -346,17 +347,58 @@ def report(results: dict[str, Times]) -> None:
     sys.stdout.flush()
 
 
+ONE = {"ours": OURS, "noskip": NOSKIP, "threads2": T2, "floor": FLOOR, "decord": DECORD, "qwen": QWEN, "approx": APPROX}
+
+
+def run_one(path: Path, hour: bool, task: str, method: str, repeat: int) -> None:
+    """Time one method alone and print its wall and CPU seconds (no table, no pixel check
+    except the approximate mode's). CPU seconds of separate runs stay comparable when they run
+    side by side on a loaded machine; their wall seconds do not."""
+    ref, window = plans(path, hour)[task]
+    idx = list(ref.frame_indices)
+    times: Times = {}
+    if method == "approx":
+        approximate(path, ref, times, repeat)
+    else:
+        fns: dict[str, Callable[[], Frames]] = {
+            "ours": partial(ours, path, idx),
+            "noskip": partial(ours, path, idx, skip_nonref=False),
+            "threads2": partial(ours, path, idx, workers=2),
+            "floor": partial(keyframe_floor, path, idx),
+            "decord": partial(decord_batch, path, idx),
+            "qwen": partial(qwen_fetch, path, window, len(idx)),
+        }
+        for _ in range(repeat):
+            times.setdefault((ONE[method], task), []).append(timed(fns[method])[0])
+    (v,) = times.values()
+    wall, cpu = statistics.median(w for w, _ in v), statistics.median(c for _, c in v)
+    print(f"ONE | {path.name} | {task} | {ONE[method]} | {len(idx)} frames | {wall:.3f} s wall | {cpu:.2f} s CPU")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per method on the 10-minute file (median)")
     ap.add_argument("--hour-repeat", type=int, default=1, help="timed runs per method on the 1-hour file")
     ap.add_argument("--skip-hour", action="store_true", help="only the 10-minute file")
     ap.add_argument("--cache", type=Path, default=CACHE, help="where the generated files are kept")
+    ap.add_argument(
+        "--one",
+        nargs=3,
+        metavar=("FILE", "TASK", "METHOD"),
+        help="time one method alone: FILE 10min|hour, TASK coarse|zoom, METHOD " + "|".join(ONE),
+    )
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} is absent: this benchmark needs the shared data folder")
     args.cache.mkdir(parents=True, exist_ok=True)
     ten = ten_minute_file(args.cache)
+    if args.one:
+        name, task, method = args.one
+        if name not in ("10min", "hour") or task not in ("coarse", "zoom") or method not in ONE:
+            raise SystemExit(f"--one {' '.join(args.one)}: expected 10min|hour coarse|zoom {'|'.join(ONE)}")
+        hour = name == "hour"
+        run_one(hour_file(args.cache, ten) if hour else ten, hour, task, method, args.repeat)
+        return
     files = {"10 min": (ten, args.repeat, False)}
     if not args.skip_hour:
         files["1 hour"] = (hour_file(args.cache, ten), args.hour_repeat, True)
