@@ -412,6 +412,25 @@ def test_mini_batches_step_several_times_against_old_logprobs_computed_once(
 
 
 @pytest.mark.slow
+def test_validation_every_step_keeps_the_best_model(tmp_path: Path, prebuilt: dict[str, str]) -> None:
+    from zoom_agent.training.loop.trainer import Trainer
+
+    val = f"val_data={{kind: synthetic, synthetic_dir: {prebuilt['data']}, limit: 2, shuffle: false}}"
+    trainer = Trainer(_config(tmp_path, prebuilt, "max_steps=2", "val_every=1", val))
+    trainer.train()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val_lines = [x for x in lines if "val/total" in x]
+    assert [x["step"] for x in val_lines] == [1.0, 2.0]
+    assert all(0.0 <= x["val/total"] <= 1.0 and "val/format" in x for x in val_lines)
+    best = max(val_lines, key=lambda x: x["val/total"])  # the first of equal scores stays
+    record = json.loads((tmp_path / "best.json").read_text())
+    assert record == {"step": int(best["step"]), "val/total": pytest.approx(best["val/total"])}
+    assert (tmp_path / "best_model" / "config.json").is_file()
+    with pytest.raises(ValueError, match="val_every needs val_data"):
+        _config(tmp_path, prebuilt, "val_every=5")
+
+
+@pytest.mark.slow
 def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt: dict[str, str]) -> None:
     from zoom_agent.training.loop.trainer import Trainer
     from zoom_agent.training.loop.verifier import ZoomVerifier

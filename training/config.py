@@ -252,6 +252,12 @@ class TrainConfig(_Strict):
         "GPU or vLLM's CPU build (docs/training.md §6)",
     )
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0 = only at the end)")
+    val_every: int = Field(
+        0, ge=0, description="validate on val_data every N rollout steps, keeping the best model; their code: 5"
+    )
+    val_data: DataConfig | None = Field(
+        None, description="held-out questions for validation (one rollout each); None = no validation"
+    )
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     resume: bool = Field(True, description="continue from OUTPUT_DIR/checkpoints/latest when present")
     tensorboard: bool = Field(False, description="also log to OUTPUT_DIR/tensorboard (needs tensorboard)")
@@ -260,6 +266,8 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if self.val_every and self.val_data is None:
+            raise ValueError("val_every needs val_data: the held-out questions to validate on")
         if getattr(self.agent, "strategy", "multi_step") == "divide_and_conquer":
             raise ValueError(
                 "agent.strategy 'divide_and_conquer' runs several conversations per question; "

@@ -35,6 +35,7 @@ from zoom_agent.training.loop.metrics import MetricsLog, Timings, progress_bar, 
 from zoom_agent.training.loop.optim import build_optimizer
 from zoom_agent.training.loop.scoring import score_trajectories
 from zoom_agent.training.loop.update import PolicyUpdate
+from zoom_agent.training.loop.validation import BestModel, validation_metrics
 from zoom_agent.training.loop.verifier import ZoomVerifier
 from zoom_agent.training.rollout.engine import RolloutEngine
 from zoom_agent.training.rollout.trajectory import Trajectory
@@ -82,6 +83,8 @@ class Trainer:
             position = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
             self.step_count, self.consumed = position["step"], position["consumed"]
         self.log = MetricsLog(self.out, config, enabled=self.ctx.is_main, resume_step=self.step_count)
+        self.best = BestModel(self.out)
+        self.val_questions: list[Question] | None = None
         ref_model = self.ref.model if self.ref is not None else None
         self.update = PolicyUpdate(
             self.policy, ref_model, self.engine.banned_ids, self.optimizer, self.scheduler, config, self.ctx
@@ -167,6 +170,8 @@ class Trainer:
             bar.set_postfix(reward=f"{metrics['reward/total']:.3f}")
             if self.config.save_every and self.step_count % self.config.save_every == 0:
                 self.save()
+            if self.config.val_every and self.step_count % self.config.val_every == 0:
+                self.validate()
         bar.close()
         if history:
             self.save()
@@ -174,6 +179,36 @@ class Trainer:
                 ckpt.save_model(self.model, self.policy.processor, self.out / "final_model")
         self.log.close()
         return history
+
+    def validate(self) -> dict[str, float]:
+        """Score one rollout of each validation question (this rank's share), log ``val/*``
+        as a line of its own and keep the model when ``val/total`` is the best so far
+        (`validation.BestModel`)."""
+        if self.val_questions is None:
+            if self.config.val_data is None:
+                raise ValueError("validation needs val_data (the held-out questions)")
+            self.val_questions = data_mod.load_questions(self.config.val_data, self.out, write=False)
+        questions = dist.shard(self.val_questions, self.ctx)
+        self.model.eval()
+        _hook(self.engine.sampler, "before_rollouts")
+        trajs = asyncio.run(
+            self.engine.rollouts(
+                questions,
+                self.agent,
+                group_size=1,
+                seed=self.config.seed * 100_003 - self.step_count - 1,  # never a training step's seed
+                first_group=0,
+                concurrency=self.config.rollout_concurrency,
+            )
+        )
+        parts = asyncio.run(self.score(trajs))
+        _hook(self.engine.sampler, "after_rollouts")
+        metrics = validation_metrics(parts, self.ctx)
+        best = self.best.offer(self.step_count, metrics, self.model, self.policy.processor, write=self.ctx.is_main)
+        metrics |= {"val/best": float(best)}
+        dist.barrier(self.ctx)
+        self.log.write({"step": float(self.step_count), **metrics})
+        return metrics
 
     def save(self) -> Path | None:
         """Checkpoint now (main rank writes; the others wait)."""
