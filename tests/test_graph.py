@@ -4,6 +4,7 @@ arbitration, both dialects, errors, checkpoints, streaming and batches."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 import pytest
@@ -205,7 +206,7 @@ def test_abatch_runs_sixteen_questions_concurrently_and_keeps_order():
 
     model = ScriptedVLM(reply)
     agent = ZoomAgent(model, CONFIG)
-    agent._input = lambda q, info: {"question": q, "info": INFO}  # type: ignore[method-assign]
+    agent.arun = functools.partial(agent.arun, info=INFO)  # type: ignore[method-assign]
     questions = [
         QUESTION.model_copy(update={"id": f"q{i}", "question": f"Which one? #{'ABCD'[i % 4]}"}) for i in range(16)
     ]

@@ -64,11 +64,12 @@ class ZoomAgent:
     ) -> GroundedAnswer:
         """Run one `Question` through the graph. Never raises for a bad video or model
         failure: those come back as ``status="error"`` with the reason."""
-        try:
-            final = await self.graph.ainvoke(self._input(question, info), **self._run_kwargs(thread_id))
-            return _result(question.id, final)
-        except Exception as exc:  # the graph's own nodes record errors; this is the last guard
-            return GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
+        from zoom_agent.graphs.run import run_question
+
+        self._check_thread(thread_id)
+        return await run_question(
+            self.graph, question, model=self.model, config=self.config, info=info, thread_id=thread_id
+        )
 
     async def resume(self, thread_id: str, decision: Any = None) -> GroundedAnswer:
         """Continue a run from its last checkpoint (needs a checkpointer).
@@ -80,6 +81,8 @@ class ZoomAgent:
         """
         from langgraph.types import Command
 
+        from zoom_agent.graphs.run import result_of
+
         if self.checkpointer is None:
             raise ValueError("resume needs an agent built with a checkpointer")
         state = await self.graph.aget_state(self._run_kwargs(thread_id)["config"])
@@ -87,7 +90,7 @@ class ZoomAgent:
         command: Command[Any] | None = Command(resume=decision) if paused else None
         final = await self.graph.ainvoke(command, **self._run_kwargs(thread_id))
         question_id = state.values["question"].id if "question" in state.values else thread_id
-        return _result(question_id, final)
+        return result_of(question_id, final)
 
     async def aask(
         self, video: str | Path, question: str, options: Sequence[str] | None = None, **kwargs: Any
@@ -152,29 +155,19 @@ class ZoomAgent:
     def _input(self, question: Question, info: VideoInfo | None) -> dict[str, Any]:
         return {"question": question, **({"info": info} if info is not None else {})}
 
+    def _check_thread(self, thread_id: str | None) -> None:
+        if thread_id is None and self.checkpointer is not None:
+            raise ValueError("an agent with a checkpointer needs a thread_id for every run")
+
     def _run_kwargs(self, thread_id: str | None) -> dict[str, Any]:
         from zoom_agent.graphs import ZoomContext
+        from zoom_agent.graphs.run import run_config
 
-        config: dict[str, Any] = {"recursion_limit": self.config.recursion_limit}
-        if thread_id is not None:
-            config["configurable"] = {"thread_id": thread_id}
-        elif self.checkpointer is not None:
-            raise ValueError("an agent with a checkpointer needs a thread_id for every run")
-        return {"config": config, "context": ZoomContext(model=self.model, config=self.config)}
-
-
-def _result(question_id: str, final: dict[str, Any]) -> GroundedAnswer:
-    """The run's `GroundedAnswer`, or an error result saying the run is paused for approval."""
-    if "result" in final:
-        return final["result"]
-    if final.get("__interrupt__"):
-        waiting = final["__interrupt__"][0].value
-        return GroundedAnswer(
-            question_id=question_id,
-            status="error",
-            error=f"paused for zoom approval of {waiting.get('calls')}: call resume(thread_id, decision)",
-        )
-    raise RuntimeError(f"the zoom graph ended without a result (keys {sorted(final)})")
+        self._check_thread(thread_id)
+        return {
+            "config": run_config(self.config, thread_id),
+            "context": ZoomContext(model=self.model, config=self.config),
+        }
 
 
 def model_geometry(model: object) -> VisionGeometry:

@@ -26,7 +26,7 @@ from zoom_agent.training.core.masks import region_token_masks
 from zoom_agent.training.rollout.render import RolloutError, banned_token_ids, render_conversation
 from zoom_agent.training.rollout.sampler import TokenSampler, TransformersSampler
 from zoom_agent.training.rollout.trajectory import PolicyCall, Trajectory
-from zoom_agent.types import GroundedAnswer, Question
+from zoom_agent.types import Question
 
 if TYPE_CHECKING:
     from zoom_agent.models.hf import TransformersVLM
@@ -126,19 +126,10 @@ class RolloutEngine:
             RolloutError: the recording broke (see `PolicyRecorder`); item-level failures
                 (a bad video, a model error) come back as a failed trajectory instead.
         """
-        from zoom_agent.graphs import ZoomContext
+        from zoom_agent.graphs.run import run_question
 
         recorder = PolicyRecorder(self, seed)
-        run = {"recursion_limit": agent.recursion_limit}
-        try:
-            final = await self.graph.ainvoke(
-                {"question": question}, config=run, context=ZoomContext(model=recorder, config=agent)
-            )
-            result: GroundedAnswer = final["result"]
-        except RolloutError:
-            raise
-        except Exception as exc:  # the graph records its own errors; this is the last guard
-            result = GroundedAnswer(question_id=question.id, status="error", error=f"{type(exc).__name__}: {exc}")
+        result = await run_question(self.graph, question, model=recorder, config=agent, reraise=(RolloutError,))
         if recorder.fatal is not None:
             raise recorder.fatal
         letters = question.letters or "ABCDE"
