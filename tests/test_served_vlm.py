@@ -16,6 +16,7 @@ from fake_vllm import FakeVLLM, make_videos, serve_in_thread, tokenize
 
 from zoom_agent import protocol
 from zoom_agent.config import Budget
+from zoom_agent.geometry import PAPER_GEOMETRY
 from zoom_agent.models import load_model
 from zoom_agent.models import served as served_mod
 from zoom_agent.models.base import ModelError, Sampling, Turn, VLMRequest
@@ -34,8 +35,8 @@ def info(tmp_path_factory: pytest.TempPathFactory) -> VideoInfo:
 
 def clips(info: VideoInfo) -> tuple[ClipRef, ClipRef]:
     budget = Budget(visual_tokens=256)
-    coarse = plan_clip(info, info.whole, budget, role="coarse")
-    zoom = plan_clip(info, Span(start=1.0, end=3.0), budget, role="zoom")
+    coarse = plan_clip(info, info.whole, budget, PAPER_GEOMETRY, role="coarse")
+    zoom = plan_clip(info, Span(start=1.0, end=3.0), budget, PAPER_GEOMETRY, role="zoom")
     return coarse, zoom
 
 
@@ -273,7 +274,7 @@ async def test_each_clip_is_encoded_once(info: VideoInfo, monkeypatch):
 
 
 async def test_long_frame_lists_reach_vllm_whole(info: VideoInfo):
-    dense = plan_clip(info, info.whole, Budget(visual_tokens=256), fps=10.0)  # 60 frames > vLLM's 32
+    dense = plan_clip(info, info.whole, Budget(visual_tokens=256), PAPER_GEOMETRY, fps=10.0)  # 60 frames > vLLM's 32
     request = VLMRequest(turns=(Turn(role="user", content=(dense,)),))
     async with FakeVLLM() as server:
         await OpenAIVLM(server.url, **FAST).generate(request)

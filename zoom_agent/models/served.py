@@ -135,7 +135,6 @@ class OpenAIVLM:
     ``asyncio.run`` ends it (or by ``await vlm.aclose()``); a loop closed by hand without
     finalising its async generators leaves them to the garbage collector (a warning).
 
-        self._geometry: VisionGeometry | None = None
     Example:
         >>> vlm = OpenAIVLM(["http://gpu1:8000/v1", "http://gpu2:8000/v1"])  # doctest: +SKIP
         >>> agent = ZoomAgent(vlm)  # or ZoomAgent("http://gpu1:8000/v1")  # doctest: +SKIP
@@ -163,6 +162,7 @@ class OpenAIVLM:
         _check_settings(concurrency, timeout, max_retries, backoff, video_mode, jpeg_quality)
         self.model = model
         self._family = None if family is None else family_of(family, source="OpenAIVLM family")
+        self._geometry: VisionGeometry | None = None
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
         self.concurrency, self.timeout, self.max_retries = concurrency, float(timeout), max_retries
