@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import StructuredTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from zoom_agent.config import Budget
 from zoom_agent.datasets.paths import resolve_video
@@ -45,14 +45,11 @@ FramesMode = Literal["reference", "inline"]
 DESCRIPTION: str = ZOOM_TOOL_SCHEMA["function"]["description"]
 
 
-class ZoomVideoArgs(BaseModel):
-    """Arguments of a zoom tool that serves many videos."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    video: str = Field(description="the video file, relative to the video root")
-    start: float = Field(description="start of the window to re-inspect, seconds from the video start")
-    end: float = Field(description="end of the window, seconds; must be greater than start")
+def _many_videos_schema() -> dict[str, Any]:
+    """The zoom call's argument schema (`protocol.ZOOM_TOOL_SCHEMA`) with a ``video`` argument first."""
+    wire = ZOOM_TOOL_SCHEMA["function"]["parameters"]
+    video = {"type": "string", "description": "the video file, relative to the video root"}
+    return {**wire, "properties": {"video": video, **wire["properties"]}, "required": ["video", *wire["required"]]}
 
 
 def zoom_tool(
@@ -127,7 +124,7 @@ def zoom_tool(
                 raise ToolException(f"{name} error: {exc}") from exc
             return run(path, start, end)
 
-        func, schema = zoom_any, ZoomVideoArgs
+        func, schema = zoom_any, _many_videos_schema()
     return StructuredTool.from_function(
         func=func,
         name=name,
