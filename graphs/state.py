@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 # typing.TypedDict breaks LangGraph's schema endpoints (get_input_jsonschema, as_tool) on 3.11.
 from typing_extensions import TypedDict
@@ -33,6 +33,23 @@ class ZoomState(TypedDict, total=False):
     error: str | None
     started: float
     result: GroundedAnswer
+
+
+class ZoomInput(TypedDict):
+    """What a caller gives the zoom graph: the question, and optionally the video's metadata."""
+
+    question: Question
+    info: NotRequired[VideoInfo]
+
+
+class ZoomOutput(TypedDict, total=False):
+    """What the zoom graph returns: the answer, and the record of how it got there."""
+
+    result: GroundedAnswer
+    trace: list[TurnTrace]
+    zooms: list[ZoomTrace]
+    calls: list[dict[str, Any]]
+    error: str | None
 
 
 def rounds_taken(state: ZoomState) -> int:

@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 
 from zoom_agent.checkpoints import with_state_types
 from zoom_agent.graphs import approval, divide, fine, nodes, routes
-from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask
+from zoom_agent.graphs.state import ZoomContext, ZoomInput, ZoomOutput, ZoomState, ZoomTask
 from zoom_agent.sync import allow_sync
 
 
@@ -43,7 +43,7 @@ def build_zoom_graph(*, checkpointer: Any = None, approve_zooms: bool = False, *
         >>> sorted(graph.get_graph().nodes)  # doctest: +NORMALIZE_WHITESPACE
         ['__end__', '__start__', 'chunk', 'finalize', 'fine', 'model', 'observe', 'prepare', 'refine', 'retry', 'zoom']
     """
-    graph = StateGraph(ZoomState, context_schema=ZoomContext)
+    graph = StateGraph(ZoomState, context_schema=ZoomContext, input_schema=ZoomInput, output_schema=ZoomOutput)
     graph.add_node("prepare", nodes.prepare)
     graph.add_node("model", nodes.call_model)
     graph.add_node("zoom", nodes.zoom)

@@ -325,8 +325,9 @@ def test_state_schemas_serve_langgraph_endpoints():
     from zoom_agent.graphs import build_zoom_graph
 
     graph = build_zoom_graph()
-    assert "question" in graph.get_input_jsonschema()["properties"]
-    assert {"result", "zooms", "calls"} <= set(graph.get_output_jsonschema()["properties"])
+    assert set(graph.get_input_jsonschema()["properties"]) == {"question", "info"}
+    assert graph.get_input_jsonschema()["required"] == ["question"]
+    assert set(graph.get_output_jsonschema()["properties"]) == {"result", "trace", "zooms", "calls", "error"}
 
 
 def test_graph_modules_import_one_way():
