@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from zoom_agent.training.config import RewardConfig, load_recipe
+from zoom_agent.training.config import RewardConfig, TrainConfig, load_recipe
 from zoom_agent.training.rewards import official_answer, official_glue, reward_parts
 
 GT = [(5.0, 8.0), (20.0, 35.0)]
@@ -89,6 +89,8 @@ def test_stage_recipes_resolve_the_preset_rules() -> None:
         reward = load_recipe(name).reward
         assert (reward.rules, reward.invalid_glue_format, reward.parts_need_answer) == ("official", 0.0, False)
     assert load_recipe("tiny-cpu").reward.rules == "ours"
+    direct = TrainConfig.model_validate({"preset": "zoomzero", "reward": {"invalid_glue_format": 0.5}})
+    assert (direct.reward.rules, direct.reward.invalid_glue_format, direct.agent.temperature) == ("official", 0.5, 1.0)
 
 
 def test_bad_inputs_are_named() -> None:

@@ -264,6 +264,20 @@ class TrainConfig(_Strict):
     wandb_project: str | None = Field(None, description="also log to this W&B project (needs wandb)")
     progress: bool = Field(True, description="show a progress bar")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """The preset's overrides lie under the given values; an agent section given as a
+        mapping samples at temperature 1.0 unless it says otherwise (their code)."""
+        if not isinstance(data, Mapping):
+            return data
+        merged = dict(data)
+        if merged.get("preset") is not None:
+            merged = _deep_merge(preset_training(str(merged["preset"])), merged)
+        if isinstance(merged.get("agent"), Mapping):
+            merged["agent"] = {"temperature": 1.0, **merged["agent"]}
+        return merged
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.val_every and self.val_data is None:
@@ -376,14 +390,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {path} must hold a YAML mapping, got {type(raw).__name__}")
     update = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    merged = _deep_merge(raw, update)
-    if merged.get("preset") is not None:  # the preset lies under the recipe, the overrides on top
-        try:
-            merged = _deep_merge(preset_training(str(merged["preset"])), merged)
-        except ValueError as exc:
-            raise ValueError(f"recipe {path}: preset: {exc}") from None
-    if isinstance(merged.get("agent"), Mapping):
-        merged["agent"] = {"temperature": 1.0, **merged["agent"]}  # rollouts sample (their code: 1.0)
+    merged = _deep_merge(raw, update)  # TrainConfig puts the preset under it
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as exc:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 from zoom_agent import protocol
 from zoom_agent.presets import Preset
-from zoom_agent.training.config import RewardConfig, TrainConfig, preset_training
+from zoom_agent.training.config import RewardConfig, TrainConfig
 from zoom_agent.training.core.rewards import answer_reward, iou_reward, number_probe, total_reward
 from zoom_agent.types import Span
 
@@ -94,7 +94,7 @@ def reward_config(preset: Preset | str | RewardConfig) -> RewardConfig:
     if isinstance(preset, RewardConfig):
         return preset
     name = preset.name if isinstance(preset, Preset) else preset
-    return TrainConfig.model_validate(preset_training(name)).reward
+    return TrainConfig(preset=name).reward
 
 
 def reward_parts(
