@@ -4,6 +4,7 @@ re-declared), usage errors are one line with exit status 2, and ``python -m`` wo
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
@@ -96,3 +97,11 @@ def test_python_dash_m_runs_the_same_command() -> None:
         [sys.executable, "-m", "zoom_agent.cli", "tiny-model", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "--seed" in done.stdout and "(default: 0)" in done.stdout
+
+
+def test_override_takes_several_key_values_after_one_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    # The README's form: --override a=b c=d (argparse's append took only the first).
+    argv = ["train", "tiny-cpu", "--override", "output_dir=runs/x", "optim.lr=0.5", "-o", "group_size=3"]
+    assert main([*argv, "--dry-run", "--json"]) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert (config["output_dir"], config["optim"]["lr"], config["group_size"]) == ("runs/x", 0.5, 3)

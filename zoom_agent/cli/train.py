@@ -29,10 +29,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument(
         "--override",
         "-o",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="set a recipe field, dotted for nesting (e.g. output_dir=runs/a optim.lr=1e-5); repeatable",
+        help="set a recipe field, dotted for nesting (e.g. --override output_dir=runs/a optim.lr=1e-5); repeatable",
     )
     train.add_argument(
         "--dry-run",
