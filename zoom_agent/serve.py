@@ -344,7 +344,7 @@ class VLLMServer:
             code = self.process.poll()
             if code is not None:
                 raise ServeError(f"vLLM exited with code {code} before it was healthy (see its output)")
-            if _healthy(self.health_url):
+            if healthy(self.health_url):
                 return
             if time.monotonic() > deadline:
                 raise ServeError(f"vLLM was not healthy at {self.health_url} after {timeout:.0f} s")
@@ -378,7 +378,8 @@ class VLLMServer:
         self.stop()
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether ``url`` (a server's ``/health``) answers 200 within 2 s."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)

@@ -20,14 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from zoom_agent.geometry import Family
+from zoom_agent.serve import healthy
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))  # fake_vllm's helpers (free_port, make_videos)
@@ -95,7 +94,7 @@ class ServedModel:
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:
-            while not _healthy(self.url.removesuffix("/v1") + "/health"):
+            while not healthy(self.url.removesuffix("/v1") + "/health"):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     tail = self.log.read_text(errors="replace")[-3000:]
                     pytest.fail(f"zoom-agent serve ({self.family}) did not become healthy:\n{tail}", pytrace=False)
@@ -134,14 +133,6 @@ class ServedModel:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def build_tiny(out: Path, family: Family) -> Path:
