@@ -6,7 +6,6 @@ requests."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_vllm import free_port
 from langgraph_sdk import get_sync_client
 
 from zoom_agent.datasets.synthetic_video import write_synthetic_video
@@ -22,12 +22,6 @@ from zoom_agent.datasets.synthetic_video import write_synthetic_video
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = str(Path(sys.executable).with_name("langgraph"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

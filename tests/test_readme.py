@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_vllm import free_port
 from langchain_core.messages import AIMessage, ToolMessage
 
 from tests.lc_fakes import scripted_chat
@@ -49,12 +49,6 @@ SCRIPTS = {  # what the fake chat model answers, by a phrase of the snippet
     "create_agent": lambda: [tool_call("temporal_zoom", {"video": "clip.mp4", "start": 2, "end": 5}), "It is 3."],
     "LangChainVLM": lambda: [tool_call("temporal_zoom", {"start": 2, "end": 5}), format_answer("A", [(2.0, 5.0)])],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

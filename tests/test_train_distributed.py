@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
+from fake_vllm import free_port
 
 pytestmark = pytest.mark.slow
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _toy_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +104,7 @@ def test_two_ranks_average_gradients_and_stay_identical(tmp_path: Path) -> None:
         "data": str(tmp_path / "data"),
         "results": str(tmp_path),
     }
-    mp.spawn(_worker, args=(_free_port(), paths), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), paths), nprocs=WORLD, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
     x, y = _toy_data()
