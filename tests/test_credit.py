@@ -193,6 +193,54 @@ def test_group_of_one_and_empty_responses_give_zeros(variant: str) -> None:
     assert no_tokens.shape == (2, 0)
 
 
+def _single_response(variant: str, single_response: str, **rewards: float) -> torch.Tensor:
+    """Token-selective advantages of one response alone in its group (the hand group's first)."""
+    inputs, _ = _hand_group()
+    one = {k: torch.tensor([rewards.get(k, 0.0)], dtype=torch.float64) for k in CHANNELS}
+    return token_selective_advantages(
+        one,
+        {k: v[:1] for k, v in inputs["regions"].items()},
+        inputs["loss_mask"][:1],
+        torch.tensor([3]),
+        variant=variant,
+        single_response=single_response,
+        zero_constant_groups=False,
+    )
+
+
+def test_group_of_one_is_zero_by_us_and_raw_by_their_mean_0_std_1() -> None:
+    rewards = {"format": 1.0, "zoom": 0.0, "iou": 0.6, "answer": 1.0}
+    for variant in ("A", "B"):
+        assert torch.equal(_single_response(variant, "zero", **rewards), torch.zeros(1, 6, dtype=torch.float64))
+    # Theirs: (x - 0) / (1 + eps). Tokens: reasoning, reasoning, span, span, answer, tool.
+    # B: s_t = (format + zoom + iou) / 4 on reasoning/span, (format + zoom + answer) / 4 on the answer.
+    b = _single_response("B", "raw", **rewards)
+    reason, answer = (1.0 + 0.6) / 4 / (1 + EPS), (1.0 + 1.0) / 4 / (1 + EPS)
+    assert torch.allclose(b, torch.tensor([[reason] * 4 + [answer, 0.0]], dtype=torch.float64), atol=1e-12)
+    # A: (1/3) * sum of the raw channel rewards each token is credited with.
+    a = _single_response("A", "raw", **rewards)
+    reason, answer = (1.0 + 0.6) / 3 / (1 + EPS), (1.0 + 1.0) / 3 / (1 + EPS)
+    assert torch.allclose(a, torch.tensor([[reason] * 4 + [answer, 0.0]], dtype=torch.float64), atol=1e-12)
+    # GRPO: the total over (1 + eps); groups of two are untouched by the option.
+    rewards_seq, group = torch.tensor([0.9, 1.0, 0.0]), torch.tensor([5, 6, 6])
+    raw = grpo_advantages(rewards_seq, group, single_response="raw")
+    assert raw[0].item() == pytest.approx(0.9 / (1 + EPS), abs=1e-7)
+    assert torch.equal(raw[1:], grpo_advantages(rewards_seq, group)[1:])
+    assert grpo_advantages(rewards_seq, group)[0].item() == 0.0
+    centred = grpo_advantages(rewards_seq, group, normalize_std=False, single_response="raw")
+    assert centred[0].item() == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="single_response must be 'zero' or 'raw'"):
+        grpo_advantages(rewards_seq, group, single_response="one")  # type: ignore[arg-type]
+
+
+def test_zoomzero_preset_gives_groups_of_one_their_raw_advantage() -> None:
+    from zoom_agent.training.config import TrainConfig, load_recipe
+
+    assert TrainConfig().credit.single_response == "zero"
+    assert TrainConfig(preset="zoomzero").credit.single_response == "raw"
+    assert load_recipe("zoomzero-stage1").credit.single_response == "raw"
+
+
 def test_grpo_advantages_hand_values() -> None:
     rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 0.9, 0.2, 0.4, 0.3])
     group = torch.tensor([10, 10, 3, 3, -1, 42, 42, 42])

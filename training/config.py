@@ -48,9 +48,10 @@ class PolicyConfig(_Strict):
 class DataConfig(_Strict):
     """Where the training questions come from."""
 
-    kind: Literal["synthetic", "jsonl", "nextgqa", "rextime", "stage"] = Field(
+    kind: Literal["synthetic", "synthetic-gqa", "jsonl", "nextgqa", "rextime", "stage"] = Field(
         "synthetic",
-        description="synthetic = videos with known events, written offline (the toy task); stage = their "
+        description="synthetic = videos with known events, written offline (the toy task); synthetic-gqa = "
+        "the learnable grounded-QA task's split (zoom_agent.datasets.synthetic_gqa); stage = their "
         "stage data manifest (zoom_agent.datasets.stage_data)",
     )
     path: str | None = Field(
@@ -66,6 +67,12 @@ class DataConfig(_Strict):
     synthetic_seed: int = Field(0, description="seed of the synthetic task (ours)")
     synthetic_video: dict[str, Any] = Field(
         default_factory=dict, description="duration, fps, size, num_events for the synthetic videos"
+    )
+    synthetic_split: Literal["train", "validation", "test"] = Field(
+        "train", description="synthetic-gqa: the split (each has its own video seeds)"
+    )
+    split_videos: int | None = Field(
+        None, ge=1, description="synthetic-gqa: videos of the split (8 questions each); None = the split's default"
     )
     qtypes: tuple[str, ...] | None = Field(None, description="keep only these question types (e.g. ['digit'])")
     limit: int | None = Field(None, ge=1, description="use at most this many questions (after qtypes)")
@@ -145,6 +152,11 @@ class CreditConfig(_Strict):
         True,
         description="variant B: a group whose rewards are equal in every channel gets 0 (ours); their "
         "formula still z-scores its tokens by class",
+    )
+    single_response: Literal["zero", "raw"] = Field(
+        "zero",
+        description="a group of one response (group_size 1): zero = advantage 0 (ours, nothing to compare "
+        "with); raw = their code's mean 0 and std 1 for it, so the advantage is its reward / (1 + eps)",
     )
     answer_on_reasoning_in_a: bool = Field(
         False,

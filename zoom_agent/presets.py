@@ -53,6 +53,7 @@ ZOOMZERO_TRAINING: dict[str, Any] = {
     "loss.aggregation": "seq-mean-token-mean",
     "loss.kl_value_clamp": 10.0,
     "credit.zero_constant_groups": False,
+    "credit.single_response": "raw",
     "credit.answer_on_reasoning_in_a": True,
     "difficulty_keep_all_wrong": True,
     "reward.verifier_view": "pooled",

@@ -13,7 +13,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zoom_agent.training.core.credit import CHANNELS, REGION_MASKS, Variant, grpo_advantages, token_selective_advantages
+from zoom_agent.training.core.credit import (
+    CHANNELS,
+    REGION_MASKS,
+    SingleResponse,
+    Variant,
+    grpo_advantages,
+    token_selective_advantages,
+)
 
 CreditMode = Literal["token-selective", "grpo"]
 
@@ -29,6 +36,7 @@ def policy_token_advantages(
     channel_regions: Mapping[str, Iterable[str]] | None = None,
     eps: float = 1e-6,
     zero_constant_groups: bool = True,
+    single_response: SingleResponse = "zero",
 ) -> list[Tensor]:
     """Per-token advantages of each sequence's policy tokens.
 
@@ -44,8 +52,9 @@ def policy_token_advantages(
         group: each sequence's group id (its question).
         weights: part -> weight of the total.
         mode: ``"token-selective"`` or ``"grpo"``.
-        variant, channel_regions, eps, zero_constant_groups: as
-            `credit.token_selective_advantages`.
+        variant, channel_regions, eps, zero_constant_groups, single_response: as
+            `credit.token_selective_advantages` (``single_response`` also in GRPO mode and
+            for the extra shared channels).
 
     Returns:
         One (P_b,) float32 tensor per sequence, P_b its number of policy tokens.
@@ -65,7 +74,7 @@ def policy_token_advantages(
     ids = torch.tensor(list(group))
     column = {k: torch.tensor([p[k] for p in parts], dtype=torch.float32) for k in (*CHANNELS, *weights, "total")}
     if mode == "grpo":
-        adv = grpo_advantages(column["total"], ids, eps=eps)[:, None] * mask
+        adv = grpo_advantages(column["total"], ids, eps=eps, single_response=single_response)[:, None] * mask
     else:
         adv = token_selective_advantages(
             {k: column[k] for k in CHANNELS},
@@ -76,8 +85,10 @@ def policy_token_advantages(
             channel_regions=channel_regions,
             eps=eps,
             zero_constant_groups=zero_constant_groups,
+            single_response=single_response,
         )
         for name, weight in weights.items():
             if name not in CHANNELS and weight > 0:  # extra shared channels (the CI probe)
-                adv = adv + weight * grpo_advantages(column[name], ids, eps=eps)[:, None] * mask
+                shared = grpo_advantages(column[name], ids, eps=eps, single_response=single_response)
+                adv = adv + weight * shared[:, None] * mask
     return [adv[b, :n] for b, n in enumerate(lengths)]

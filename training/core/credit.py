@@ -61,9 +61,20 @@ _CLASS_REGIONS: tuple[frozenset[str], ...] = (
 _NUM_CLASSES = 5
 
 Variant = Literal["A", "B"]
+SingleResponse = Literal["zero", "raw"]
+"""A group of one response: ``zero`` = advantage 0 (ours: nothing to compare it with);
+``raw`` = their code's group statistics for it, mean 0 and std 1, so the advantage is the
+reward (variant B: the token score s_t) divided by 1 + eps."""
 
 
-def grpo_advantages(rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normalize_std: bool = True) -> Tensor:
+def grpo_advantages(
+    rewards: Tensor,
+    group: Tensor,
+    *,
+    eps: float = 1e-6,
+    normalize_std: bool = True,
+    single_response: SingleResponse = "zero",
+) -> Tensor:
     """Sequence-level GRPO advantage: ``(r - mean_g) / (std_g + eps)`` within each group.
 
     Args:
@@ -72,10 +83,13 @@ def grpo_advantages(rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normal
             share an id; ids need not be contiguous or sorted).
         eps: added to the std (their code: 1e-6).
         normalize_std: divide by the unbiased group std; False gives Dr.GRPO's ``r - mean``.
+        single_response: a group of one: ``"zero"`` (ours) or ``"raw"`` (their code: mean 0,
+            std 1, so ``r / (1 + eps)``; ``r`` without ``normalize_std``).
 
     Returns:
         (B,) advantages in the rewards' floating dtype (float32 for integer/bool rewards).
-        A group of one and a group whose rewards are all equal get exactly 0, never NaN.
+        A group whose rewards are all equal gets exactly 0, never NaN; so does a group of
+        one unless ``single_response="raw"``.
 
     Example:
         >>> grpo_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), torch.tensor([0, 0, 1, 1]))
@@ -85,6 +99,9 @@ def grpo_advantages(rewards: Tensor, group: Tensor, *, eps: float = 1e-6, normal
     values = _check_reward(rewards, "rewards", batch)
     inverse, num_groups = _group_index(group)
     out = _group_zscore(values.double()[:, None], None, inverse, num_groups, eps, normalize_std)
+    if _check_single(single_response) == "raw":
+        scale = 1.0 / (1.0 + eps) if normalize_std else 1.0
+        out = torch.where(_single_rows(inverse, num_groups)[:, None], values.double()[:, None] * scale, out)
     return out[:, 0].to(_out_dtype([rewards]))
 
 
@@ -98,6 +115,7 @@ def token_selective_advantages(
     channel_regions: Mapping[str, Iterable[str]] | None = None,
     eps: float = 1e-6,
     zero_constant_groups: bool = True,
+    single_response: SingleResponse = "zero",
 ) -> Tensor:
     """Token-selective advantages (Zoom-Zero's TokenAdv), variants A and B of docs/method.md §4.
 
@@ -124,13 +142,19 @@ def token_selective_advantages(
         zero_constant_groups: variant B only (ours): 0 for a group whose responses all have
             the same rewards; False = their formula, which still z-scores such a group's
             tokens by class (A is 0 there either way: each channel is constant).
+        single_response: a group of one response: ``"zero"`` (ours) gives its tokens 0;
+            ``"raw"`` (their code: the group's mean 0 and std 1) gives variant A
+            ``(1/3) * sum_k m_k(t) * r_k / (1 + eps)`` and variant B ``s_t / (1 + eps)``.
+            Either way it holds whatever ``zero_constant_groups`` says (before this option,
+            B z-scored a lone response's tokens by class when that was False).
 
     Returns:
         (B, T) advantages in the rewards' floating dtype; never NaN. Exactly 0 wherever
         loss_mask is 0, and for every token of a group whose responses all have the same
-        rewards (zero variance; a group of one included) in both variants. Also 0: a channel's
-        term in A when that channel is constant over the group; all of a group's tokens in B
-        when its loss-masked tokens all share one s_t or number fewer than two.
+        rewards (zero variance; a group of one included unless ``single_response="raw"``)
+        in both variants. Also 0: a channel's term in A when that channel is constant over
+        the group; all of a group's tokens in B when its loss-masked tokens all share one
+        s_t or number fewer than two.
     """
     if variant not in ("A", "B"):
         raise ValueError(f"variant must be 'A' or 'B', got {variant!r}")
@@ -143,11 +167,18 @@ def token_selective_advantages(
 
     cls = _token_classes(loss_mask.bool(), span.to(device), answer.to(device)).long()  # (B, T) in [0, 5)
     inverse, num_groups = _group_index(group.to(device))
+    raw = _check_single(single_response) == "raw"
+    single = _single_rows(inverse, num_groups)[:, None]
     if variant == "A":
         channel_adv = _group_zscore(stacked, None, inverse, num_groups, eps, True)  # Â_k, (B, C)
+        if raw:  # their mean 0, std 1: the raw channel rewards
+            channel_adv = torch.where(single, stacked / (1.0 + eps), channel_adv)
         table = _class_table(channel_adv, member, VARIANT_A_SCALE)  # (B, 4): A_t of each class
     else:
         table = _variant_b_table(stacked, member, cls, inverse, num_groups, eps, zero_constant_groups)
+        # A lone response's tokens would otherwise be z-scored against each other by class.
+        alone = _class_table(stacked, member, VARIANT_B_SCALE) / (1.0 + eps) if raw else torch.zeros_like(table)
+        table = torch.where(single, alone, table)  # theirs: the raw token scores s_t; ours: 0
     table = torch.cat([table, table.new_zeros(batch, 1)], 1).to(_out_dtype(list(rewards.values())))
     return torch.gather(table, 1, cls)  # class 4 (outside the loss mask) reads the 0 column
 
@@ -227,6 +258,18 @@ def _rewards_constant_in_group(stacked: Tensor, inverse: Tensor, num_groups: int
     hi = stacked.new_full(shape, -torch.inf).scatter_reduce(0, index, stacked, "amax")
     lo = stacked.new_full(shape, torch.inf).scatter_reduce(0, index, stacked, "amin")
     return (hi == lo).all(1)[inverse]
+
+
+def _single_rows(inverse: Tensor, num_groups: int) -> Tensor:
+    """(B,) bool: this row is the only response of its group."""
+    sizes = torch.bincount(inverse, minlength=num_groups)
+    return sizes[inverse] == 1
+
+
+def _check_single(single_response: str) -> str:
+    if single_response not in ("zero", "raw"):
+        raise ValueError(f"single_response must be 'zero' or 'raw', got {single_response!r}")
+    return single_response
 
 
 def _group_index(group: Tensor) -> tuple[Tensor, int]:

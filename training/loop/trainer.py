@@ -157,6 +157,7 @@ class Trainer:
             channel_regions=credit.regions(),
             eps=credit.eps,
             zero_constant_groups=credit.zero_constant_groups,
+            single_response=credit.single_response,
         )
 
     def train(self) -> list[dict[str, float]]:
