@@ -40,6 +40,9 @@ class PolicyConfig(_Strict):
         description="family of the tiny model built into OUTPUT_DIR/tiny-model when path is None",
     )
     tiny_seed: int = Field(0, description="weight seed of the tiny model (ours)")
+    tiny_size: Literal["tiny", "small"] = Field(
+        "tiny", description="size preset of the built model (zoom_agent.models.tiny.SIZES); small learns synthetic-gqa"
+    )
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1', ...; under torchrun each rank uses its own GPU")
     dtype: str = Field("float32", description="parameter dtype; bfloat16 on GPUs (their code trains in bf16)")
     train_vision_tower: bool = Field(True, description="their code: the vision tower is trainable")

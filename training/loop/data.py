@@ -42,6 +42,14 @@ def load_questions(config: DataConfig, output_dir: str | Path, *, write: bool = 
             )
         else:
             questions = load_synthetic_task(folder)
+    elif config.kind == "synthetic-gqa":
+        from zoom_agent.datasets.synthetic_gqa import make_gqa_split
+
+        folder = Path(config.synthetic_dir or Path(output_dir) / "data")
+        # Every rank may call this: videos whose sidecars match are reused, never rewritten.
+        questions = make_gqa_split(
+            folder, config.synthetic_split, num_videos=config.split_videos, seed=config.synthetic_seed
+        )
     else:
         questions = _load_files(config)
     if config.qtypes is not None:

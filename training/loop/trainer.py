@@ -237,7 +237,7 @@ class Trainer:
         if self.ctx.is_main and not (tiny / "config.json").is_file():
             from zoom_agent.models.tiny import build_tiny_model
 
-            build_tiny_model(tiny, p.tiny_family, seed=p.tiny_seed, overwrite=True)
+            build_tiny_model(tiny, p.tiny_family, seed=p.tiny_seed, overwrite=True, size=p.tiny_size)
         dist.barrier(self.ctx)
         return tiny
 

@@ -19,6 +19,7 @@ from typing import Any
 from zoom_agent.cli.options import ExamplesHelp, add_agent_options, agent_config, command_usage, parameter_default
 from zoom_agent.datasets.synthetic import make_synthetic_task
 from zoom_agent.eval.report import REPORT_FILE, write_report
+from zoom_agent.datasets.synthetic_gqa import GQA_TASK, SPLITS
 from zoom_agent.eval.results import merge_results, read_results
 from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
 from zoom_agent.eval.tasks import NEXTGQA_SPLITS, SYNTHETIC_VIDEOS, TASK_ARGS, TASKS, Task, get_task
@@ -28,6 +29,8 @@ from zoom_agent.types import Question
 __all__ = ["parse_shard", "register"]
 
 _EXAMPLES = """examples:
+_SYNTHETIC = ("synthetic", GQA_TASK)  # tasks that write their own videos (no --ann)
+
   zoom-agent eval synthetic --model oracle:0.2 --out runs/synth
   zoom-agent eval nextgqa --ann data/nextgqa --video-root /videos --model ./ckpt --out runs/ngqa --shard 0/4
   zoom-agent eval merge runs/ngqa runs/ngqa-0 runs/ngqa-1 runs/ngqa-2 runs/ngqa-3
@@ -36,6 +39,8 @@ _EXAMPLES = """examples:
 _TASK_HELP = {
     "synthetic": "synthetic videos with known events (written to OUT/videos or --video-root)",
     "nextgqa": "NExT-GQA: --ann folder with {split}.csv + gsub_{split}.json",
+    "synthetic-gqa": "the learnable grounded-QA task: grounding, coarse and fine questions, seeded splits "
+    "(written to OUT/videos or --video-root)",
     "rextime": "ReXTime: --ann jsonl (+ --options file for the answer metrics)",
     "charades": "Charades-STA: --ann 'vid start end##sentence' file + --durations",
     "videomme": "Video-MME multiple choice: --ann json/jsonl",
@@ -110,7 +115,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _task_options(p: argparse.ArgumentParser, name: str) -> None:
-    needs_ann = name != "synthetic"
+    needs_ann = name not in _SYNTHETIC
     where = "" if needs_ann else " (default: OUT/videos)"
     p.add_argument(
         "--video-root", type=Path, default=None, required=needs_ann, help=f"folder the videos live under{where}"
@@ -137,8 +142,13 @@ def _task_options(p: argparse.ArgumentParser, name: str) -> None:
 def _task_from_args(args: argparse.Namespace) -> Task:
     name = args.eval_command
     paths = {k: getattr(args, k, None) for k in TASK_ARGS - {"seed"}}
-    if name == "synthetic":
+    if name in _SYNTHETIC:
         paths["video_root"] = paths["video_root"] or args.out / "videos"
+    if name == GQA_TASK:
+        p.add_argument("--split", choices=SPLITS, default="test", help="split (its videos have their own seeds)")
+        p.add_argument(
+            "--num-videos", type=int, default=None, help="videos of the split, 8 questions each (default: the split's)"
+        )
         paths["seed"] = args.seed
     return get_task(name, **{k: str(v) if isinstance(v, Path) else v for k, v in paths.items()})
 

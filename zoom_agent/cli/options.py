@@ -98,6 +98,7 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     flag("--max-frames", "most frames of a coarse view", ours.budget.max_frames, type=int)
     flag("--zoom-max-frames", "most frames of a zoomed view", ours.budget.zoom_max_frames, type=int)
     flag("--zoom-rounds", "zoom rounds before the model must answer", ours.max_zoom_rounds, type=int)
+    flag("--max-tokens", "response tokens one model turn may generate", ours.max_tokens, type=int)
     flag("--zoom-pad", "seconds added around each zoom window", ours.zoom_pad, type=float)
     flag(
         "--fine-pass",
@@ -130,6 +131,7 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
 _AGENT_FLAGS = {
     "dialect": "dialect",
     "zoom_rounds": "max_zoom_rounds",
+    "max_tokens": "max_tokens",
     "zoom_pad": "zoom_pad",
     "fine_pass": "fine_pass",
     "confidence": "confidence",

@@ -9,7 +9,7 @@ from typing import Any
 
 from zoom_agent.cli.options import parameter_default
 from zoom_agent.geometry import FAMILIES
-from zoom_agent.models.tiny import build_tiny_model
+from zoom_agent.models.tiny import SIZE_NAMES, build_tiny_model
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,6 +24,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--family", choices=FAMILIES, default=parameter_default(build_tiny_model, "family"), help="model family"
     )
     p.add_argument("--seed", type=int, default=parameter_default(build_tiny_model, "seed"), help="weight seed")
+    p.add_argument(
+        "--size",
+        choices=SIZE_NAMES,
+        default=parameter_default(build_tiny_model, "size"),
+        help="tiny (tests, ~0.2 M parameters) or small (learns the synthetic-gqa task on a CPU)",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -31,6 +37,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Build the model and say where it went."""
     t0 = time.perf_counter()
-    path = build_tiny_model(args.out, args.family, seed=args.seed)
-    print(f"tiny {args.family} model written to {path} in {time.perf_counter() - t0:.1f} s (random weights)")
+    path = build_tiny_model(args.out, args.family, seed=args.seed, size=args.size)
+    print(f"{args.size} {args.family} model written to {path} in {time.perf_counter() - t0:.1f} s (random weights)")
     return 0

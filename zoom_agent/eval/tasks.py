@@ -275,6 +275,19 @@ def _synthetic(a: dict[str, Any]) -> Task:
     return Task("synthetic", "grounded_qa", lambda: make_synthetic_task(root, num_videos=num_videos, seed=seed), args)
 
 
+def _synthetic_gqa(a: dict[str, Any]) -> Task:
+    from zoom_agent.datasets.synthetic_gqa import GQA_TASK, SPLITS, make_gqa_split
+
+    root = Path(_need(a, "video_root", GQA_TASK, "the folder its splits are written to (or reused from)"))
+    split = a.get("split") or "test"
+    if split not in SPLITS:
+        raise ValueError(f"task {GQA_TASK!r}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    num_videos = None if a.get("num_videos") is None else int(a["num_videos"])
+    seed = int(a.get("seed") or 0)
+    args = {"video_root": str(root), "split": split, "num_videos": num_videos, "seed": seed}
+    return Task(GQA_TASK, "grounded_qa", lambda: make_gqa_split(root, split, num_videos=num_videos, seed=seed), args)
+
+
 def _nextgqa(a: dict[str, Any]) -> Task:
     from zoom_agent.datasets import load_nextgqa
 
@@ -328,6 +341,7 @@ def _multiple_choice(name: str) -> Callable[[dict[str, Any]], Task]:
 
 TASKS: dict[str, Callable[[dict[str, Any]], Task]] = {
     "synthetic": _synthetic,
+    "synthetic-gqa": _synthetic_gqa,
     "nextgqa": _nextgqa,
     "rextime": _rextime_task,
     "charades": _charades_task,

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -90,6 +91,31 @@ _PROCESSOR_SETTINGS: dict[Family, dict[str, Any]] = {
         "video_size": {"shortest_edge": 4096, "longest_edge": 25165824},
     },
 }
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """The dimensions of one size preset (the architecture is the family's real one)."""
+
+    hidden: int  # text hidden size; the vision merger's output size too
+    intermediate: int
+    layers: int
+    heads: int  # head_dim = hidden / heads (vLLM's CPU attention needs >= 32)
+    kv_heads: int
+    vision_depth: int
+    vision_hidden: int
+    vision_heads: int
+    mrope: dict[Family, tuple[int, int, int]]  # M-RoPE (t, h, w) sections, summing to head_dim / 2
+
+
+SIZES: dict[str, ModelSize] = {
+    # tests and CI: about 0.2 M parameters, built in ~2 s
+    "tiny": ModelSize(64, 128, 2, 2, 1, 2, 32, 1, {"qwen2_5_vl": (4, 6, 6), "qwen3_vl": (6, 5, 5)}),
+    # learns the synthetic-gqa task on a CPU (docs/training.md §8): head_dim 64, sections
+    # in the real checkpoints' proportions (Qwen2.5-VL 16/24/24, Qwen3-VL 24/20/20 of 64)
+    "small": ModelSize(256, 768, 4, 4, 2, 4, 128, 2, {"qwen2_5_vl": (8, 12, 12), "qwen3_vl": (12, 10, 10)}),
+}
+SIZE_NAMES = tuple(SIZES)
 
 _TOKENIZER_VOCAB = 1024  # BPE target; the corpus saturates below it (~600 merges)
 _CORPUS_SIZE = 3000
@@ -245,30 +271,31 @@ def token_id(tok: PreTrainedTokenizerBase, token: str) -> int:
     return value
 
 
-def _model_config(family: Family, tok: PreTrainedTokenizerBase) -> Any:
+def _model_config(family: Family, tok: PreTrainedTokenizerBase, size: str = "tiny") -> Any:
     from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
 
     ids = _token_ids(tok)
+    dims = SIZES[size]
     vocab = -(-len(tok) // 64) * 64  # padded to a multiple of 64, as the real checkpoints are
     text: dict[str, Any] = {
         "vocab_size": vocab,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
+        "hidden_size": dims.hidden,
+        "intermediate_size": dims.intermediate,
+        "num_hidden_layers": dims.layers,
+        "num_attention_heads": dims.heads,
+        "num_key_value_heads": dims.kv_heads,
         "max_position_embeddings": 32768,
         "pad_token_id": ids["<|endoftext|>"],
     }
     vision: dict[str, Any] = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 1,
+        "depth": dims.vision_depth,
+        "hidden_size": dims.vision_hidden,
+        "intermediate_size": 2 * dims.vision_hidden,
+        "num_heads": dims.vision_heads,
         "patch_size": GEOMETRY[family].patch_size,  # the released checkpoints' geometry
         "spatial_merge_size": GEOMETRY[family].merge_size,
         "temporal_patch_size": GEOMETRY[family].temporal_patch,
-        "out_hidden_size": 64,
+        "out_hidden_size": dims.hidden,
     }
     special: dict[str, Any] = {
         "image_token_id": ids["<|image_pad|>"],
@@ -277,16 +304,18 @@ def _model_config(family: Family, tok: PreTrainedTokenizerBase) -> Any:
         "vision_end_token_id": ids["<|vision_end|>"],
     }
     if family == "qwen2_5_vl":
-        # head_dim 64 / 2 = 32; M-RoPE sections (t, h, w) sum to head_dim / 2.
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]}
+        # M-RoPE sections (t, h, w) sum to head_dim / 2.
+        mrope = list(dims.mrope[family])
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}
         text.update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
-        vision.update(window_size=112, fullatt_block_indexes=[1], tokens_per_second=2)
+        last = dims.vision_depth - 1  # full attention in the last block (the real ones: every 8th)
+        vision.update(window_size=112, fullatt_block_indexes=[last], tokens_per_second=2)
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
-    text["head_dim"] = 32
+    text["head_dim"] = dims.hidden // dims.heads
     text["rope_parameters"] = {
         "rope_type": "default",
         "rope_theta": 5e6,
-        "mrope_section": [6, 5, 5],
+        "mrope_section": list(dims.mrope[family]),
         "mrope_interleaved": True,
     }
     vision.update(
@@ -297,7 +326,7 @@ def _model_config(family: Family, tok: PreTrainedTokenizerBase) -> Any:
     return Qwen3VLConfig(text_config=text, vision_config=vision, **special)
 
 
-def _random_model(family: Family, tok: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+def _random_model(family: Family, tok: PreTrainedTokenizerBase, seed: int, size: str = "tiny") -> PreTrainedModel:
     import torch
     from transformers import (
         GenerationConfig,
@@ -305,7 +334,7 @@ def _random_model(family: Family, tok: PreTrainedTokenizerBase, seed: int) -> Pr
         Qwen3VLForConditionalGeneration,
     )
 
-    config = _model_config(family, tok)
+    config = _model_config(family, tok, size)
     cls = Qwen2_5_VLForConditionalGeneration if family == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
         torch.manual_seed(seed)
@@ -354,6 +383,7 @@ def build_tiny_model(
     *,
     seed: int = 0,
     overwrite: bool = False,
+    size: str = "tiny",
 ) -> Path:
     """Write a tiny, randomly initialised Qwen-VL model that loads offline.
 
@@ -366,6 +396,8 @@ def build_tiny_model(
             mean/std 0.5, absolute ``<t seconds>`` in prompts).
         seed: seed of the weight initialisation.
         overwrite: replace an existing non-empty ``out_dir``.
+        size: a `SIZES` preset: ``tiny`` (tests, about 0.2 M parameters) or ``small``
+            (about 4 M, learns the synthetic-gqa task on a CPU).
 
     Returns:
         The resolved ``out_dir``.
@@ -376,6 +408,8 @@ def build_tiny_model(
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZE_NAMES}, got {size!r}")
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir {out} exists and is not a directory")
@@ -384,7 +418,7 @@ def build_tiny_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_model(tmp, family, seed)
+        _write_model(tmp, family, seed, size)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             out.rename(old / "model")  # move aside first: rename cannot replace a non-empty dir
@@ -396,13 +430,13 @@ def build_tiny_model(
     return out
 
 
-def _write_model(tmp: Path, family: Family, seed: int) -> None:
+def _write_model(tmp: Path, family: Family, seed: int, size: str = "tiny") -> None:
     tok = build_tiny_tokenizer()
-    model = _random_model(family, tok, seed)
+    model = _random_model(family, tok, seed, size)
     with quiet_progress_bars():
         model.save_pretrained(tmp)
     _processor(family, tok).save_pretrained(tmp)
-    marker = {"family": family, "seed": seed, "build_version": BUILD_VERSION, "builder": __name__}
+    marker = {"family": family, "size": size, "seed": seed, "build_version": BUILD_VERSION, "builder": __name__}
     (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
     # mkdtemp and the safetensors writer make owner-only files; a model is shared-readable.
     tmp.chmod(0o755)
