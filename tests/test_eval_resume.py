@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from zoom_agent.eval import read_results, run_eval, write_report
-from zoom_agent.eval.results import RESULTS_FILE
+from zoom_agent.eval.results import RESULTS_FILE, merge_results
 from zoom_agent.eval.tasks import Task
 
 SCENARIO = """
@@ -217,3 +217,65 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path)
         "errors": 0,
         "missing": 0,
     }
+
+
+# -- merging into a folder: nothing of another run is replaced --------------------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+async def test_merge_refuses_a_folder_of_another_run_and_redoes_its_own_merge(tmp_path: Path) -> None:
+    agent, questions, infos = scenario(8)
+    await run_eval(agent, questions, tmp_path / "all", progress=False, infos=infos)
+    shards = [tmp_path / f"s{k}" for k in range(2)]
+    for k, folder in enumerate(shards):
+        await run_eval(agent, questions, folder, shard=(k, 2), progress=False, infos=infos)
+    before = (tmp_path / "all" / RESULTS_FILE).read_bytes()
+    with pytest.raises(FileExistsError, match=r"holds another run's results \(8 lines .*--overwrite"):
+        merge_results(shards, tmp_path / "all")  # the unsharded run: same questions, its own lines
+    assert (tmp_path / "all" / RESULTS_FILE).read_bytes() == before
+
+    first = merge_results(shards, tmp_path / "m")
+    merged = (tmp_path / "m" / RESULTS_FILE).read_bytes()
+    again = merge_results(shards, tmp_path / "m")  # the same shards into their own merge
+    assert (first.lines, again.lines) == (8, 8) and (tmp_path / "m" / RESULTS_FILE).read_bytes() == merged
+    with pytest.raises(FileExistsError, match="4 lines"):  # it would drop shard 1's lines
+        merge_results(shards[:1], tmp_path / "m")
+    assert merge_results(shards, tmp_path / "all", overwrite=True).lines == 8
+    assert sorted(result_ids(tmp_path / "all")) == [q.id for q in questions]
+
+
+@pytest.mark.slow
+def test_eval_merge_command_refuses_another_runs_folder_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's old example: one full run in runs/nextgqa, then its shards merged into it."""
+    from zoom_agent.cli import main
+
+    def synthetic(out: Path, *extra: str) -> list[str]:
+        return ["eval", "synthetic", "--model", "oracle:0.3", "--out", str(out), "--video-root",
+                str(tmp_path / "videos"), "--num-videos", "1", "--limit", "4", "--no-progress", *extra]  # fmt: skip
+
+    assert main(synthetic(tmp_path / "run")) == 0
+    shards = [str(tmp_path / f"s{k}") for k in range(2)]
+    for k, folder in enumerate(shards):
+        assert main(synthetic(Path(folder), "--shard", f"{k}/2")) == 0
+    before = _files(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["eval", "merge", str(tmp_path / "run"), *shards]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a run of its own" in err and "--overwrite" in err, err
+    assert _files(tmp_path / "run") == before  # results.jsonl, run.json, report.md, metrics.json, plots
+
+    other = synthetic(tmp_path / "other", "--shard", "0/2")
+    other[other.index("oracle:0.3")] = "oracle:0.5"
+    assert main(other) == 0
+    assert main(["eval", "merge", str(tmp_path / "other"), *shards]) == 1
+    assert "holds another run (task, model or agent config differ)" in capsys.readouterr().err
+
+    assert main(["eval", "merge", str(tmp_path / "m"), *shards]) == 0
+    assert main(["eval", "merge", str(tmp_path / "m"), *shards]) == 0  # re-merge in place
+    assert main(["eval", "merge", str(tmp_path / "run"), *shards, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["selection"]["merged_from"] == shards

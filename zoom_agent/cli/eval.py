@@ -87,6 +87,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     merge.add_argument("out", type=Path, help="the merged folder")
     merge.add_argument("shards", type=Path, nargs="+", help="the shard folders")
+    merge.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results, run.json and report of a folder that holds another run "
+        "(default: refuse; a merge of the same shards is always redone in place)",
+    )
     merge.set_defaults(run=_merge)
     return ev
 
@@ -237,6 +243,20 @@ def _read_run(folder: Path) -> dict[str, Any]:
     return doc
 
 
+def _check_merge_target(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse a merged folder that holds another run: its run.json is not a merge with this
+    identity, or it has a report but no run.json (what its results are, `merge_results` checks)."""
+    fix = "merge into a new folder, or replace it with --overwrite"
+    if (out / RUN_FILE).is_file():
+        run = _read_run(out)
+        if run["identity"] != identity:
+            raise FileExistsError(f"{out} holds another run (task, model or agent config differ): {fix}")
+        if not run.get("selection", {}).get("merged_from"):
+            raise FileExistsError(f"{out} holds a run of its own, not a merge of shards: {fix}")
+    elif (out / REPORT_FILE).is_file():
+        raise FileExistsError(f"{out} holds a report but no {RUN_FILE}: {fix}")
+
+
 def _merge(args: argparse.Namespace) -> int:
     runs = [_read_run(d) for d in args.shards]
     identity = runs[0]["identity"]
@@ -253,7 +273,9 @@ def _merge(args: argparse.Namespace) -> int:
     if counts and len(shards) < next(iter(counts)):
         ran = sorted(k for k, _ in shards)
         print(f"warning: only shards {ran} of {counts.pop()} were given: the rest count as missing")
-    summary = merge_results(args.shards, args.out)
+    if not args.overwrite:
+        _check_merge_target(args.out, identity)
+    summary = merge_results(args.shards, args.out, overwrite=args.overwrite)
     video_root = Path(runs[0].get("paths", {}).get("video_root") or args.out / "videos")
     if identity["task"] == "synthetic" and not video_root.is_dir():
         video_root = args.out / "videos"  # the shard's videos are elsewhere: rebuild them here (seeded)

@@ -183,7 +183,27 @@ def _content(line: Mapping[str, Any]) -> Any:
     return line.get("status"), result
 
 
-def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> MergeSummary:
+def _exact(line: Mapping[str, Any]) -> str:
+    """A line's whole content, timings included, as one comparable string."""
+    return json.dumps(line, sort_keys=True, ensure_ascii=False)
+
+
+def _check_merge_target(out: Path, shard_lines: set[str]) -> None:
+    """Refuse a merged folder whose results file holds lines that are none of the shards'."""
+    path = out / RESULTS_FILE
+    if not path.is_file():
+        return
+    foreign = sum(line is None or _exact(line) not in shard_lines for _, line in scan_lines(path))
+    if foreign:
+        raise FileExistsError(
+            f"{out} holds another run's results ({foreign} lines of its {RESULTS_FILE} are in none of "
+            "these shards): merge into a new folder, or overwrite it (eval merge --overwrite)"
+        )
+
+
+def merge_results(
+    shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, overwrite: bool = False
+) -> MergeSummary:
     """Merge the results of shard folders into one ``OUT/results.jsonl`` (written atomically).
 
     One line per id: each shard's standing line (`standing_lines`), the first shard (in the
@@ -192,12 +212,21 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | o
     content is a conflict (kept out, its id listed). Torn last lines of the shards are
     skipped.
 
+    ``OUT`` may already hold a merge of these shards (every line of its results file is a
+    line of one of them: shards only grow, so an earlier merge of the same shards always
+    is); results from anywhere else are another run's and are not replaced unless
+    ``overwrite``.
+
     Args:
         shard_dirs: folders written by `run_eval` (any ``--shard``).
         out_dir: the merged folder (created); must not be one of ``shard_dirs``.
+        overwrite: replace ``OUT/results.jsonl`` even when it holds other results.
 
     Returns:
         A `MergeSummary`.
+
+    Raises:
+        FileExistsError: ``OUT/results.jsonl`` holds lines that no shard holds.
     """
     out = Path(out_dir)
     shards = [Path(d) for d in shard_dirs]
@@ -208,13 +237,16 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], out_dir: str | o
             raise FileNotFoundError(f"shard folder {d} has no {RESULTS_FILE}")
         if d.resolve() == out.resolve():
             raise ValueError(f"the merged folder {out} is also a shard folder: pick another one")
+    read = {d: list(scan_lines(d / RESULTS_FILE)) for d in shards}
+    if not overwrite:
+        _check_merge_target(out, {_exact(line) for found in read.values() for _, line in found if line is not None})
     out.mkdir(parents=True, exist_ok=True)
     kept: dict[str, dict[str, Any]] = {}
     duplicates = torn = 0
     conflicts: list[str] = []
     for d in shards:
         lines = []
-        for _, line in scan_lines(d / RESULTS_FILE):
+        for _, line in read[d]:
             if line is None:
                 torn += 1
             else:
