@@ -4,6 +4,9 @@ of all spans at one size, their prompt structure, one greedy token (docs/trainin
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from zoom_agent.models.scripted import ScriptedVLM
 from zoom_agent.presets import preset
@@ -76,3 +79,72 @@ def test_the_stage_recipes_use_their_verifier_input() -> None:
     ours = load_recipe("tiny-cpu").reward
     assert (ours.verifier_view, ours.verifier_prompt) == ("per-span", "ours")
     assert load_recipe("zoomzero-stage1").agent.budget == preset("zoomzero").train_budget
+
+
+# An official-style reply our parser does not answer: their layout without an <answer>
+# element (their tvg_zoom still scores IoU and zoom from the glue; our graph marks the
+# rollout unanswered, with no spans).
+NO_ANSWER = "<think>The dog <time>5.0s - 8.0s</time> runs off.</think>\n<glue>[(5, 8), (20, 35)]</glue>"
+UNANSWERED = GroundedAnswer(question_id="q", status="unanswered", turns=(TurnTrace(round=0, text=NO_ANSWER),))
+
+
+def _gated(gate: str) -> tuple[ZoomVerifier, ScriptedVLM]:
+    model = ScriptedVLM(lambda r: "B")
+    budget = preset("zoomzero").train_budget
+    verifier = ZoomVerifier(
+        model,
+        budget,
+        dialect="zoomzero",
+        pooled=True,
+        official_prompt=True,
+        gate=gate,  # type: ignore[arg-type]
+    )
+    return verifier, model
+
+
+def test_their_gate_verifies_the_glue_of_a_reply_without_an_answer_ours_does_not() -> None:
+    from zoom_agent import protocol
+
+    assert protocol.parse(NO_ANSWER, "zoomzero", letters=Q.letters).answer is None
+    ours, ours_model = _gated("answered")
+    verdict = asyncio.run(ours.verify(Q, UNANSWERED, INFO))
+    assert (verdict.reward, verdict.reason, ours_model.requests) == (0.0, "no valid span", [])
+    theirs, model = _gated("glue")
+    verdict = asyncio.run(theirs.verify(Q, UNANSWERED, INFO))
+    assert verdict.reward == 1.0 and verdict.letter == "B"
+    (request,) = model.requests
+    (clip,) = request.turns[0].clips  # the same pooled clip as for the answered reply above
+    assert (clip.width, clip.height, clip.visual_tokens, clip.num_frames) == (560, 308, 3960, 36)
+    assert "The dog  runs off." in request.turns[0].text and "<time>" not in request.turns[0].text
+    # An invalid glue list (a pair with start after end) is no span for either gate.
+    bad_turn = TurnTrace(round=0, text="<glue>[(9, 2)]</glue>")
+    bad = GroundedAnswer(question_id="q", status="unanswered", turns=(bad_turn,))
+    assert asyncio.run(theirs.verify(Q, bad, INFO)).reason == "no valid span"
+
+
+def test_scoring_gives_an_unanswered_official_reply_its_zoom_only_under_their_gate(tmp_path: Path) -> None:
+    from video_files import write_mp4v
+
+    from zoom_agent.training.config import TrainConfig
+    from zoom_agent.training.loop.scoring import score_trajectories
+    from zoom_agent.training.rollout.trajectory import Trajectory
+
+    video = write_mp4v(tmp_path / "v.mp4", 600, fps=10.0)  # 60 s
+    question = Q.model_copy(update={"video": str(video)})
+    traj = Trajectory(question=question, group=0, sample=0, result=UNANSWERED)
+    theirs = TrainConfig(preset="zoomzero").reward
+    assert theirs.verifier_gate == "glue" and TrainConfig().reward.verifier_gate == "answered"
+    ours_gate = theirs.model_copy(update={"verifier_gate": "answered"})
+    scored = {}
+    for reward in (theirs, ours_gate):
+        verifier, model = _gated(reward.verifier_gate)
+        (parts,) = asyncio.run(score_trajectories([traj], verifier, reward, "zoomzero"))
+        scored[reward.verifier_gate] = (parts, len(model.requests))
+    glue, answered = scored["glue"], scored["answered"]
+    assert glue[1] == 1 and answered[1] == 0  # the verifier was asked only under their gate
+    assert glue[0]["zoom"] == 1.0 and answered[0]["zoom"] == 0.0
+    # Their tvg_zoom: format 0 (no <answer>), answer 0, IoU from the glue either way.
+    assert glue[0]["format"] == answered[0]["format"] == 0.0 and glue[0]["answer"] == 0.0
+    # truth (5, 8) against the spans (5, 8) and (20, 35): 3 s shared of 18 s in all
+    assert glue[0]["iou"] == answered[0]["iou"] == pytest.approx(3 / 18)
+    assert glue[0]["total"] - answered[0]["total"] == pytest.approx(theirs.zoom)

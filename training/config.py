@@ -35,9 +35,10 @@ class PolicyConfig(_Strict):
     path: str | None = Field(
         None, description="model directory (transformers format); None = build a tiny random model"
     )
-    tiny_family: Family = Field(
+    tiny_family: Family | None = Field(
         "qwen2_5_vl",
-        description="family of the tiny model built into OUTPUT_DIR/tiny-model when path is None",
+        description="family of the tiny model built into OUTPUT_DIR/tiny-model when path is None; "
+        "None = no tiny model, path is required (the stage recipes)",
     )
     tiny_seed: int = Field(0, description="weight seed of the tiny model (ours)")
     tiny_size: Literal["tiny", "small"] = Field(
@@ -116,6 +117,11 @@ class RewardConfig(_Strict):
         "ours",
         description="ours: the dialect's turns, the reasoning as an assistant prefix; official: one user turn "
         "(question, options on one line, 'the letter only', the reasoning without <time> tags)",
+    )
+    verifier_gate: Literal["answered", "glue"] = Field(
+        "answered",
+        description="which rollouts the zoom verifier sees: answered = those our parser answered, with its "
+        "spans (ours); glue = every reply with a valid glue list by their regex, answer parsed or not (their code)",
     )
     rules: Literal["ours", "official"] = Field(
         "ours",
@@ -222,6 +228,18 @@ class OptimConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm; their code: 1.0")
 
 
+class SFTConfig(_Strict):
+    """The SFT warm start (`training.loop.sft`, docs/training.md §8)."""
+
+    no_zoom_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="share of the target conversations run with no zoom round (the teacher answers in the "
+        "coarse turn), so the model also knows that case (ours)",
+    )
+
+
 class TrainConfig(_Strict):
     """A whole GRPO run: policy, data, rollouts, rewards, credit, loss, optimiser, logging."""
 
@@ -231,6 +249,12 @@ class TrainConfig(_Strict):
         "(zoomzero: their code's rules, docs/training.md §3)",
     )
     output_dir: str = Field("runs/zoom-grpo", description="metrics.jsonl, checkpoints, the tiny model go here")
+    algorithm: Literal["grpo", "sft"] = Field(
+        "grpo",
+        description="grpo = the paper's RL stage; sft = cross-entropy on generated target replies, the warm "
+        "start a model trained from scratch needs (ours, training.loop.sft)",
+    )
+    sft: SFTConfig = Field(default_factory=SFTConfig, description="the SFT warm start (algorithm: sft)")
     seed: int = Field(0, description="seeds data order, sampling and initialisation")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the model trained")
     data: DataConfig = Field(default_factory=DataConfig, description="the training questions")
@@ -266,7 +290,9 @@ class TrainConfig(_Strict):
         description="VLLMSampler arguments (sleep_mode, gpu_memory_utilization, ...) and more vllm.LLM ones; "
         "GPU or vLLM's CPU build (docs/training.md §6)",
     )
-    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0 = only at the end)")
+    save_every: int = Field(
+        10, ge=0, description="checkpoint every N steps, so a rerun resumes from there (0 = only at the end)"
+    )
     val_every: int = Field(
         0, ge=0, description="validate on val_data every N rollout steps, keeping the best model; their code: 5"
     )
@@ -297,12 +323,37 @@ class TrainConfig(_Strict):
     def _check(self) -> TrainConfig:
         if self.val_every and self.val_data is None:
             raise ValueError("val_every needs val_data: the held-out questions to validate on")
+        if self.group_size == 1 and self.credit.single_response == "zero":
+            raise ValueError(
+                "group_size 1 trains at zero advantage: a response is credited against the rest of its "
+                "group (credit.single_response 'zero' gives a group of one 0); use group_size >= 2, or "
+                "credit.single_response=raw (their code: mean 0, std 1)"
+            )
         if getattr(self.agent, "strategy", "multi_step") == "divide_and_conquer":
             raise ValueError(
                 "agent.strategy 'divide_and_conquer' runs several conversations per question; "
                 "training rollouts need one: use 'single' or 'multi_step'"
             )
         return self
+
+
+RESULT_NEUTRAL = frozenset(
+    {
+        "output_dir",
+        "progress",
+        "tensorboard",
+        "wandb_project",
+        "save_every",
+        "keep_checkpoints",
+        "resume",
+        "check_logprobs_atol",
+        "rollout_concurrency",  # every rollout samples with its own seed
+        "vllm.gpu_memory_utilization",
+    }
+)
+"""`TrainConfig` keys (dotted) that do not change what a run computes: logging, progress,
+checkpoint cadence, concurrency. A run resumed in its folder may change them; any other key
+makes it another run (`training.loop.run_folder`)."""
 
 
 def available_recipes() -> dict[str, Path]:

@@ -58,6 +58,7 @@ ZOOMZERO_TRAINING: dict[str, Any] = {
     "difficulty_keep_all_wrong": True,
     "reward.verifier_view": "pooled",
     "reward.verifier_prompt": "official",
+    "reward.verifier_gate": "glue",
 }
 
 

@@ -1,9 +1,10 @@
 """Scoring a step's rollouts: every reward part, the zoom verifier's included.
 
 The reward functions are pure (`training.core.rewards`); the zoom part needs a model: the
-verifier (`verifier.ZoomVerifier`) re-answers from the zoomed frames of each answered
-rollout with spans. This module does that I/O (video metadata, the verifier's calls) and
-hands the verdicts to the pure functions.
+verifier (`verifier.ZoomVerifier`) re-answers from the zoomed frames of each rollout its
+gate lets through (ours: answered with spans; theirs: a valid glue list, answer or not).
+This module does that I/O (video metadata, the verifier's calls) and hands the verdicts to
+the pure functions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ async def score_trajectories(
     reward: RewardConfig,
     dialect: protocol.Dialect,
 ) -> list[dict[str, float]]:
-    """Reward parts of every trajectory (the verifier runs for those with spans).
+    """Reward parts of every trajectory (the verifier runs for those its gate lets through).
 
     Args:
         trajs: the step's trajectories (failed ones score as their result allows).
@@ -41,7 +42,7 @@ async def score_trajectories(
     if verifier is not None:
         from zoom_agent.video import open_video
 
-        todo = [i for i, t in enumerate(trajs) if t.result.status == "answered" and t.result.spans]
+        todo = [i for i, t in enumerate(trajs) if verifier.spans_of(t.result)]  # its gate decides
         items = [(trajs[i].question, trajs[i].result, open_video(trajs[i].question.video).info) for i in todo]
         for i, verdict in zip(todo, await verifier.verify_many(items), strict=True):
             zoom[i] = verdict.reward

@@ -33,6 +33,8 @@ from zoom_agent.training.loop import distributed as dist
 from zoom_agent.training.loop.difficulty import kept_questions
 from zoom_agent.training.loop.metrics import MetricsLog, Timings, progress_bar, rollout_metrics
 from zoom_agent.training.loop.optim import build_optimizer
+from zoom_agent.training.loop.preflight import check_runnable
+from zoom_agent.training.loop.run_folder import TINY_MODEL_DIR, open_run_folder
 from zoom_agent.training.loop.scoring import score_trajectories
 from zoom_agent.training.loop.update import PolicyUpdate
 from zoom_agent.training.loop.validation import BestModel, validation_metrics
@@ -49,6 +51,12 @@ class Trainer:
         config: the run's configuration.
         questions: use these instead of loading ``config.data`` (tests, notebooks).
         ctx: the distributed context (default: from the launcher's environment).
+        overwrite: remove the files of another run in ``output_dir`` first; without it a
+            folder holding a run with other settings is refused (`run_folder`).
+
+    Raises:
+        RunSetupError: before anything is built or loaded: no model to train, a device this
+            machine lacks (`preflight`), or an output folder holding another run.
     """
 
     def __init__(
@@ -57,14 +65,18 @@ class Trainer:
         *,
         questions: Sequence[Question] | None = None,
         ctx: dist.DistContext | None = None,
+        overwrite: bool = False,
     ) -> None:
+        check_runnable(config)
         self.config = config
         self.ctx = ctx or dist.init_from_env(config.policy.device)
         self.out = Path(config.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.resumed = open_run_folder(self.out, config, overwrite=overwrite, write=self.ctx.is_main)
+        dist.barrier(self.ctx)  # the main rank has cleared or recorded the folder
         torch.manual_seed(config.seed)
         self.agent = config.agent
-        resume_from = ckpt.latest_checkpoint(self.out / "checkpoints") if config.resume else None
+        resume_from = ckpt.latest_checkpoint(self.out / ckpt.CHECKPOINTS_DIR) if self.resumed else None
         self.initial_path = self._initial_model()
         policy_path = resume_from / "model" if resume_from else self.initial_path
         self.policy = self._load_vlm(policy_path)
@@ -168,7 +180,7 @@ class Trainer:
             metrics = self.step()
             history.append(metrics)
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward/total']:.3f}")
+            bar.set_postfix(self.progress_postfix(metrics))
             if self.config.save_every and self.step_count % self.config.save_every == 0:
                 self.save()
             if self.config.val_every and self.step_count % self.config.val_every == 0:
@@ -177,9 +189,13 @@ class Trainer:
         if history:
             self.save()
             if self.ctx.is_main:
-                ckpt.save_model(self.model, self.policy.processor, self.out / "final_model")
+                ckpt.save_model(self.model, self.policy.processor, self.out / ckpt.FINAL_MODEL_DIR)
         self.log.close()
         return history
+
+    def progress_postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {"reward": f"{metrics['reward/total']:.3f}"}
 
     def validate(self) -> dict[str, float]:
         """Score one rollout of each validation question (this rank's share), log ``val/*``
@@ -216,7 +232,7 @@ class Trainer:
         path = None
         if self.ctx.is_main:
             path = ckpt.save_checkpoint(
-                self.out / "checkpoints",
+                self.out / ckpt.CHECKPOINTS_DIR,
                 self.step_count,
                 model=self.model,
                 processor=self.policy.processor,
@@ -233,10 +249,11 @@ class Trainer:
         p = self.config.policy
         if p.path is not None:
             return Path(p.path).expanduser()
-        tiny = self.out / "tiny-model"
+        tiny = self.out / TINY_MODEL_DIR
         if self.ctx.is_main and not (tiny / "config.json").is_file():
             from zoom_agent.models.tiny import build_tiny_model
 
+            assert p.tiny_family is not None  # check_runnable refuses a run without path or tiny family
             build_tiny_model(tiny, p.tiny_family, seed=p.tiny_seed, overwrite=True, size=p.tiny_size)
         dist.barrier(self.ctx)
         return tiny
@@ -281,6 +298,7 @@ class Trainer:
             pooled=r.verifier_view == "pooled",
             official_prompt=r.verifier_prompt == "official",
             templates=templates_from(a.prompt_file),
+            gate=r.verifier_gate,
         )
 
     def _load_questions(self) -> list[Question]:

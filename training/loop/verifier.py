@@ -25,6 +25,12 @@ Their input (``pooled=True``, ``official_prompt=True``; the ``zoomzero`` preset)
   the dialect's system and question turns, and the reasoning (bare times removed too) as
   an assistant prefix ending in ``<answer>``. Where the clip goes in their training prompt
   is not stated in what we read; it comes first here, as in the rollouts.
+- which rollouts are verified (``gate``): ours (``"answered"``) only those our parser marks
+  answered, with the spans it read; theirs (``"glue"``, their
+  ``fsdp_workers._process_multi_modal_inputs``) every reply whose first ``<glue>`` holds a
+  valid list by their regex (`training.rewards.official_glue`), whether or not its answer
+  parsed, with the reasoning read as theirs reads it: from the first ``<think>`` to the
+  last ``</think>``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from zoom_agent import protocol
 from zoom_agent.config import Budget
@@ -41,9 +48,14 @@ from zoom_agent.planning import plan_clip, plan_pooled_clip
 from zoom_agent.protocol.templates import PromptTemplates, options_line
 from zoom_agent.protocol.timestamps import strip_time_tags
 from zoom_agent.tools.zoom import TemporalZoom
+from zoom_agent.training.rewards import official_glue
 from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, VideoInfo
 
 _LETTER = re.compile(r"\s{0,8}\(?([A-Z])(?![A-Za-z])")
+_THINK = re.compile(r"<think>(.*)</think>", re.DOTALL)  # their greedy read of the reasoning
+
+VerifierGate = Literal["answered", "glue"]
+"""Which rollouts the verifier sees: ``answered`` (ours) or ``glue`` (their code), see above."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,9 @@ class ZoomVerifier:
             per span (ours).
         official_prompt: their prompt structure (see the module docstring) instead of ours.
         templates: the wording of the official prompt (default `PromptTemplates()`).
+        gate: ``"answered"`` (ours) verifies rollouts our parser answered, with their parsed
+            spans; ``"glue"`` (their code) every rollout whose last reply holds a valid glue
+            list, answer parsed or not.
     """
 
     def __init__(
@@ -98,11 +113,14 @@ class ZoomVerifier:
         pooled: bool = False,
         official_prompt: bool = False,
         templates: PromptTemplates | None = None,
+        gate: VerifierGate = "answered",
     ) -> None:
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if gate not in ("answered", "glue"):
+            raise ValueError(f"gate must be 'answered' or 'glue', got {gate!r}")
         self.model = model
         self.budget = budget
         self.dialect: protocol.Dialect = dialect
@@ -113,6 +131,29 @@ class ZoomVerifier:
         self.pooled = pooled
         self.official_prompt = official_prompt
         self.templates = templates or PromptTemplates()
+        self.gate: VerifierGate = gate
+
+    def spans_of(self, result: GroundedAnswer) -> list[tuple[float, float]]:
+        """The spans the verifier would zoom for this rollout (none: it is not verified).
+
+        ``gate="answered"``: an answered result's spans; ``"glue"``: the last reply's glue
+        as their code reads it (the whole list or nothing), answer parsed or not.
+        """
+        if self.gate == "glue":
+            text = result.turns[-1].text if result.turns else ""
+            return [(a, b) for a, b in official_glue(text) or [] if b > a]
+        if result.status != "answered":
+            return []
+        return [s.as_tuple() for s in result.spans if s.end > s.start]
+
+    def reasoning_of(self, result: GroundedAnswer) -> str:
+        """The reasoning shown to the verifier, times removed (see `policy_reasoning`); under
+        ``gate="glue"`` the last reply's first ``<think>`` to last ``</think>``, as theirs."""
+        if self.gate == "answered":
+            return policy_reasoning(result, self.dialect, time_tags_only=self.official_prompt)
+        found = _THINK.search(result.turns[-1].text) if result.turns else None
+        joined = found.group(1) if found else ""
+        return strip_time_tags(joined) if self.official_prompt else protocol.strip_timestamps(joined)
 
     def zoomed_clips(self, info: VideoInfo, spans: list[tuple[float, float]]) -> tuple[ClipRef, ...]:
         """The verifier's view: the spans zoomed together (`TemporalZoom.zoom_spans`) under
@@ -164,18 +205,19 @@ class ZoomVerifier:
             info: the video's metadata.
 
         Returns:
-            A `Verdict`; reward 0 without options, answer or a valid span.
+            A `Verdict`; reward 0 without options, a correct answer or a valid span (and,
+            under ``gate="answered"``, without a parsed answer).
         """
         correct = question.answer_letter
         if not question.options or correct is None:
             return Verdict(0.0, reason="the question has no options or no correct answer")
-        spans = [s.as_tuple() for s in result.spans if s.end > s.start]
-        if result.status != "answered" or not spans:
+        spans = self.spans_of(result)
+        if not spans:
             return Verdict(0.0, reason="no valid span")  # their fallback to the whole video is a hole
         clips = self.zoomed_clips(info, spans)
         if not clips:
             return Verdict(0.0, reason="no span lies inside the video")
-        reasoning = policy_reasoning(result, self.dialect, time_tags_only=self.official_prompt)
+        reasoning = self.reasoning_of(result)
         reply = await self.model.generate(self.request(question, clips, reasoning))
         letter = verifier_letter(reply.text, question.letters)
         return Verdict(1.0 if letter == correct else 0.0, letter=letter, clips=clips)
