@@ -62,7 +62,7 @@ async def fresh_fine_pass(state: ZoomState, runtime: Runtime[ZoomContext]) -> di
     tool = TemporalZoom(info, config.fine_budget(), geometry=ctx.geometry, pad=config.zoom_pad, min_seconds=0.0)
     results = [
         tool(call["arguments"]) if "arguments" in call else tool.error_result(str(call.get("error")), {})
-        for call in state.get("calls", [])[: config.max_parallel_zooms]
+        for call in state.get("calls", [])  # at most max_parallel_zooms (nodes.call_model)
     ]
     windows = [r.clip.span for r in results if r.clip is not None]
     if not windows:  # nothing valid to zoom on: the coarse answer stands

@@ -26,10 +26,10 @@ from zoom_agent.graphs.state import ZoomContext, ZoomState, ZoomTask, rounds_tak
 from zoom_agent.models.base import Sampling, Turn, VLMRequest, model_failure
 from zoom_agent.planning import plan_clip
 from zoom_agent.protocol import Dialect, templates
-from zoom_agent.spans import merge
+from zoom_agent.spans import fit_to_video, merge
 from zoom_agent.tools.zoom import TemporalZoom
 from zoom_agent.tracing import progress, traced_zoom
-from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo
+from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, VideoInfo, repeated_options
 from zoom_agent.video import open_video
 
 
@@ -41,7 +41,8 @@ async def prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
         info = state.get("info") or await asyncio.to_thread(lambda: open_video(question.video).info)
     except Exception as exc:  # a bad video is this item's failure, not the batch's
         return {"error": f"{type(exc).__name__}: {exc}", "started": started}
-    base = {"info": info, "retries": 0, "started": started, "error": None, "calls": []}
+    warnings = [*info.warnings, *repeated_options(question)]  # a truncated file reads short
+    base = {"info": info, "retries": 0, "started": started, "error": None, "calls": [], "warnings": warnings}
     if config.resolved_strategy(info.duration) == "divide_and_conquer":
         return base  # the chunks plan their own views
     coarse = plan_clip(info, info.whole, config.budget, runtime.context.geometry, role="coarse")
@@ -133,7 +134,7 @@ async def ask_model(
     t0 = time.perf_counter()
     response = await ctx.model.generate(request)
     completion = response.completions[0]
-    parsed = protocol.parse(completion.text, config.dialect, letters=question.letters or "ABCDE")
+    parsed = protocol.parse(completion.text, config.dialect, letters=question.letters)  # "": open-ended
     trace = TurnTrace(
         round=round_,
         text=completion.text,
@@ -160,15 +161,21 @@ async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[st
     except Exception as exc:
         return {"error": model_failure(exc), "calls": []}
     reply = Turn(role="assistant", content=(text,))  # kept even when unreadable: the model sees what it wrote
-    calls = _zoom_calls(parsed, config)
+    asked = _zoom_calls(parsed, config)
+    calls = asked[: config.max_parallel_zooms]  # the one place the per-turn cap applies
+    update: dict[str, Any] = {"turns": [reply], "calls": calls}
+    if len(asked) > len(calls):  # recorded on the turn; observe tells the model (dropped_calls_note)
+        trace = trace.model_copy(update={"zoom_calls_dropped": len(asked) - len(calls)})
+        note = protocol.dropped_calls_note(len(asked), len(calls))
+        update["warnings"] = [f"round {trace.round}: {note}"]
     progress({"step": "model", "round": trace.round, "answer": trace.answer, "zoom_calls": len(calls)})
-    return {"turns": [reply], "trace": [trace], "calls": calls}
+    return update | {"trace": [trace]}
 
 
 async def remind(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, Any]:
     """Re-ask after a turn without an answer or a zoom that can run: one format reminder."""
     config = runtime.context.config
-    reminder = protocol.format_reminder(config.dialect)
+    reminder = protocol.format_reminder(config.dialect, open_ended=state["question"].open_ended)
     if state.get("calls"):  # it asked to zoom with no rounds left
         reminder = f"You have no zoom rounds left. Answer now. {reminder}"
     return {"retries": state.get("retries", 0) + 1, "turns": [Turn(role="user", content=(reminder,))]}
@@ -230,7 +237,12 @@ async def observe(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[str, 
         context = _context_clip(state["info"], config, runtime.context.geometry)
         content = [protocol.clip_caption(context), context, *content]
     left = config.zoom_rounds() - round_
-    content.append(protocol.follow_up_prompt(config.dialect, rounds_left=left))
+    follow_up = protocol.follow_up_prompt(config.dialect, rounds_left=left, open_ended=state["question"].open_ended)
+    asked = state["trace"][-1]  # the turn whose calls ran
+    if asked.zoom_calls_dropped:
+        ran = len(done)
+        follow_up = f"{protocol.dropped_calls_note(ran + asked.zoom_calls_dropped, ran)} {follow_up}"
+    content.append(follow_up)
     turns.append(Turn(role="user", content=tuple(content)))
     return {"turns": turns}
 
@@ -261,23 +273,29 @@ def build_result(state: ZoomState, config: AgentConfig, *, candidates: list[Turn
         "zooms": tuple(zooms),
         "elapsed_s": time.perf_counter() - state.get("started", time.perf_counter()),
     }
+    warnings = list(state.get("warnings", []))
     if state.get("error"):
-        return GroundedAnswer(status="error", error=state["error"], **common)
+        return GroundedAnswer(status="error", error=state["error"], warnings=tuple(warnings), **common)
     chosen = arbitrate(candidates, use_confidence=config.arbitrate)
     if chosen is None:
-        return GroundedAnswer(status="unanswered", error="no valid answer in any turn", **common)
+        return GroundedAnswer(
+            status="unanswered", error="no valid answer in any turn", warnings=tuple(warnings), **common
+        )
     answer_turn, span_turn = chosen
-    letter = answer_turn.answer
-    assert letter is not None
-    index = question.letters.find(letter) if question.options else -1
+    answer = answer_turn.answer  # the letter, or an open-ended question's free text
+    assert answer is not None
+    index = question.letters.find(answer) if question.options else -1
+    spans = span_turn.spans or tuple(z.clip.span for z in zooms if z.clip is not None)
+    spans, clamped = fit_to_video(spans, state["info"].duration)  # docs/evaluation.md §6
     return GroundedAnswer(
         status="answered",
-        answer=letter,
+        answer=answer,
         answer_index=index if index >= 0 else None,
-        answer_text=question.options[index] if question.options and index >= 0 else None,
-        spans=span_turn.spans or tuple(z.clip.span for z in zooms if z.clip is not None),
+        answer_text=answer if question.options is None else question.options[index] if index >= 0 else None,
+        spans=spans,
         answer_confidence=answer_turn.answer_confidence,
         span_confidence=span_turn.span_confidence,
         chosen_round=answer_turn.round,
+        warnings=tuple(warnings + clamped),
         **common,
     )

@@ -26,8 +26,8 @@ def after_prepare(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["m
 
 
 def after_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["retry", "finalize", "refine"] | list[Send]:
-    """One `Send` per zoom call while zoom rounds are left (parallel zoom, at most
-    ``max_parallel_zooms``), or the fresh fine pass on all of them (``fine_pass="fresh"``);
+    """One `Send` per zoom call while zoom rounds are left (parallel zoom; `nodes.call_model`
+    keeps at most ``max_parallel_zooms`` and says so), or the fresh fine pass on all of them (``fine_pass="fresh"``);
     else finalize on an answer or a model error; else a format reminder while
     ``format_retries`` allow; else finalize (unanswered)."""
     config = runtime.context.config
@@ -36,11 +36,10 @@ def after_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> Literal["ret
     taken, calls = rounds_taken(state), state.get("calls", [])
     if calls and taken < config.zoom_rounds() and config.fine_pass == "fresh":
         return "refine"
-    if calls and taken < config.zoom_rounds():
-        run = calls[: config.max_parallel_zooms]
+    if calls and taken < config.zoom_rounds():  # the model node already kept at most max_parallel_zooms
         return [
-            Send("zoom", ZoomTask(call=call, index=i, count=len(run), round=taken + 1, info=state["info"]))
-            for i, call in enumerate(run)
+            Send("zoom", ZoomTask(call=call, index=i, count=len(calls), round=taken + 1, info=state["info"]))
+            for i, call in enumerate(calls)
         ]
     if state["trace"][-1].answer is not None:
         return "finalize"

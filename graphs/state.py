@@ -31,6 +31,7 @@ class ZoomState(TypedDict, total=False):
     retries: int  # format reminders sent so far (advanced by the retry node only)
     calls: list[dict[str, Any]]  # zoom calls of the latest model turn (run while rounds are left)
     error: str | None
+    warnings: Annotated[list[str], operator.add]  # what may make the result wrong (GroundedAnswer.warnings)
     started: float
     result: GroundedAnswer
 

@@ -310,10 +310,11 @@ def test_the_reminder_says_why_and_counts_the_retry():
     from zoom_agent.types import ZoomTrace
 
     rt = _Runtime(CONFIG)
-    plain = aio.run(remind({"retries": 0}, rt))  # type: ignore[arg-type]
+    plain = aio.run(remind({"retries": 0, "question": QUESTION}, rt))  # type: ignore[arg-type]
     assert plain["retries"] == 1 and "no zoom rounds left" not in plain["turns"][0].text
     spent = {
         "retries": 0,
+        "question": QUESTION,
         "calls": [{"name": "temporal_zoom"}],
         "zooms": [ZoomTrace(round=2, call=0, requested={}, text="")],
     }

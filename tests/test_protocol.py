@@ -302,8 +302,17 @@ def test_answer_outside_options_keeps_layout() -> None:
 
 
 def test_open_ended_answers() -> None:
-    p = P.parse("<answer>a red ball</answer><glue>[(1, 2)]</glue>", letters="")
-    assert p.format_ok and p.answer is None and p.answer_text == "a red ball"
+    # an open-ended question's answer is the free text (blanks collapsed), not only a letter
+    p = P.parse("<answer> a red\n ball </answer><glue>[(1, 2)]</glue>", letters="")
+    assert p.format_ok and p.answer == "a red ball" and p.answer_text == "a red\n ball"
+    # repeated answer tags must agree, as for letters; an empty body is no answer
+    two = P.parse("<answer>red</answer><answer>blue</answer>", letters="")
+    assert two.answer is None
+    assert P.parse("<answer>red</answer> <answer>red </answer>", letters="").answer == "red"
+    empty = P.parse("<answer> </answer><glue>[(1, 2)]</glue>", letters="")
+    assert empty.answer is None and not empty.format_ok
+    long = P.parse(f"<answer>{'x' * 5000}</answer>", letters="")
+    assert long.answer is not None and len(long.answer) == P.MAX_ANSWER_CHARS
 
 
 def test_bad_api_arguments_raise_clear_errors() -> None:

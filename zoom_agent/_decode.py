@@ -96,6 +96,9 @@ def _cv2_props(path: Path) -> tuple[float, float]:
         cap.release()
 
 
+TRUNCATED = "(truncated)"  # ends the probe note of a file that holds fewer frames than its index claims
+
+
 def _frames_in_file(stream: Any, path: Path, reported: int, notes: list[str]) -> int:
     """Frames whose bytes the file really holds, from the index's byte offsets (no decode).
 
@@ -114,7 +117,7 @@ def _frames_in_file(stream: Any, path: Path, reported: int, notes: list[str]) ->
         else:
             hi = mid
     if lo < reported:
-        notes.append(f"container reports {reported} frames but the file holds only {lo} (truncated)")
+        notes.append(f"container reports {reported} frames but the file holds only {lo} {TRUNCATED}")
     return lo
 
 

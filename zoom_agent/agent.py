@@ -19,7 +19,7 @@ from typing import Any
 from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import VisionGeometry
 from zoom_agent.models.base import VLM
-from zoom_agent.types import GroundedAnswer, Question, VideoInfo
+from zoom_agent.types import GroundedAnswer, Question, VideoInfo, repeated_options
 
 
 class ZoomAgent:
@@ -187,10 +187,19 @@ def model_geometry(model: object) -> VisionGeometry:
 
 
 def make_question(video: str | Path, question: str, options: Sequence[str] | None = None) -> Question:
-    """A `Question` for an ad-hoc ask, with a stable id derived from its content."""
+    """A `Question` for an ad-hoc ask, with a stable id derived from its content.
+
+    Raises:
+        ValueError: more options than letters (26), or an option that repeats another
+            (`zoom_agent.types.repeated_options`; a benchmark's question keeps them, flagged).
+    """
     opts = tuple(options) if options else None
     digest = hashlib.sha1(f"{video}\0{question}\0{opts}".encode()).hexdigest()[:12]
-    return Question(id=f"q-{digest}", video=str(video), question=question, options=opts)
+    made = Question(id=f"q-{digest}", video=str(video), question=question, options=opts)
+    repeated = repeated_options(made)
+    if repeated:
+        raise ValueError(f"{repeated[0]}: expected distinct options")
+    return made
 
 
 def _iterate_in_thread(make: Any) -> Iterator[Any]:

@@ -27,9 +27,11 @@ class Budget(BaseModel):
     (token_side^2 pixels each), so each family gets its code's bounds: their code's
     ``1.05 * 16 * 28^2`` and ``768 * 28^2`` pixels for Qwen2.5-VL (28-pixel tokens), the
     same 16.8 and 768 tokens in 32-pixel squares for Qwen3-VL.
+
+    Every number must be finite: NaN and infinity are refused, naming the field.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     visual_tokens: int = Field(8192, gt=0, description="L_v; their code: 8192 GVQA, 16384 long video")
     min_frame_tokens: float = Field(
@@ -92,9 +94,10 @@ class Budget(BaseModel):
 
 
 class AgentConfig(BaseModel):
-    """How the zoom agent runs one question."""
+    """How the zoom agent runs one question. Every number must be finite: NaN and infinity
+    (``zoom_pad=inf``) are refused, naming the field."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     dialect: Literal["tool", "zoomzero"] = Field(
         "tool", description="'tool': Hermes <tool_call> zoom (ours); 'zoomzero': the paper's one-shot layout"

@@ -31,6 +31,10 @@ ReXTime — ``evaluation/rextime_eval.py`` (ReXTime/ReXTime, from Moment-DETR):
 - the script reports VQA accuracy only for answer-only submissions; ``Acc`` is always given;
 - it asserts that submission and gt qids match; here missing ones count 0 (or "drop").
 
+Open-ended questions (no options) have no official script either: normalised exact match and
+token F1 as SQuAD's ``evaluate-v1.1.py`` computes them (lower case, punctuation and articles
+removed), the best over the reference answers, as open-ended VideoQA evaluations report them.
+
 Charades-STA has no official script; the usual R1@{0.3,0.5,0.7} and mIoU of the top-1 window
 (IoU as in Moment-DETR, ``>=``; 2D-TAN's code uses ``>``: ``inclusive=False``).
 """
@@ -39,6 +43,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+import string
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -46,11 +53,14 @@ from zoom_agent import spans
 from zoom_agent.types import OPTION_LETTERS, Question
 
 __all__ = [
+    "answer_f1",
     "charades_metrics",
     "multiple_choice_metrics",
     "nextgqa_gt_from_questions",
     "nextgqa_metrics",
     "nextgqa_question_scores",
+    "normalize_answer",
+    "open_ended_metrics",
     "rextime_gt_from_questions",
     "rextime_metrics",
 ]
@@ -313,6 +323,66 @@ def multiple_choice_metrics(
         "parse_failures_lenient": sum(1 for k in gt if k in lenient and lenient[k] is None),
         "missing": sum(1 for k in gt if k not in strict or k not in lenient),
         "extra": sum(1 for k in {*strict, *lenient} if k not in gt),
+    }
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, punctuation and the articles a/an/the
+    removed, blanks collapsed (``"The Red car!"`` -> ``"red car"``)."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def answer_f1(prediction: str, reference: str) -> float:
+    """SQuAD's token F1 of two answers after `normalize_answer`: precision and recall of the
+    shared tokens (with multiplicity); 1 when both are empty, 0 when one is."""
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def open_ended_metrics(
+    gt: Mapping[str, Sequence[str]], predictions: Mapping[str, str | None], *, missing: Missing = "zero"
+) -> dict[str, float]:
+    """Open-ended answers scored as in SQuAD-style open-ended VideoQA: normalised exact match
+    and token F1 (`normalize_answer`, `answer_f1`), each the best over a question's
+    reference answers, averaged over the questions.
+
+    Args:
+        gt: ``{id: reference answers}`` (at least one each).
+        predictions: ``{id: free-text answer, or None when unanswered}`` (None scores 0).
+        missing: ``"zero"`` (an id without a prediction scores 0) or ``"drop"``.
+
+    Returns:
+        ``EM`` and ``F1`` in percent, ``n`` (questions scored), ``unanswered`` (None
+        predictions), ``missing``, ``extra``.
+    """
+    _check_mode(missing)
+    em: list[float] = []
+    f1: list[float] = []
+    for key, refs in gt.items():
+        if isinstance(refs, str) or not refs or not all(isinstance(r, str) for r in refs):
+            raise ValueError(f"gt[{key!r}] must be a non-empty list of reference answers, got {refs!r}")
+        if key not in predictions and missing == "drop":
+            continue
+        pred = predictions.get(key)
+        em.append(0.0 if pred is None else max(float(normalize_answer(pred) == normalize_answer(r)) for r in refs))
+        f1.append(0.0 if pred is None else max(answer_f1(pred, r) for r in refs))
+    return {
+        "EM": _percent(sum(em), len(em)),
+        "F1": _percent(sum(f1), len(f1)),
+        "n": len(em),
+        "unanswered": sum(1 for k in gt if k in predictions and predictions[k] is None),
+        "missing": sum(1 for k in gt if k not in predictions),
+        "extra": sum(1 for k in predictions if k not in gt),
     }
 
 

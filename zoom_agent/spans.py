@@ -90,3 +90,36 @@ def pad(span: SpanLike, seconds: float, duration: float) -> Span:
     """Widen an interval by ``seconds`` on both sides, clamped to the video."""
     s, e = _pair(span)
     return clamp((s - seconds, e + seconds), duration)
+
+
+def fit_to_video(spans: Iterable[SpanLike], duration: float) -> tuple[tuple[Span, ...], list[str]]:
+    """Evidence spans made to lie in the video ``[0, duration]``, and what was changed.
+
+    The rule (docs/evaluation.md §6): a span that reaches outside the video is clamped to
+    it; a span with nothing inside the video (wholly before 0 or after ``duration``, or
+    touching it only at an edge) is dropped. Each change is one warning naming the span.
+    A moment (``start == end``) inside the video is kept.
+
+    Args:
+        spans: predicted spans, in their order.
+        duration: the video's length in seconds.
+
+    Returns:
+        ``(kept spans in order, warnings)``.
+    """
+    kept: list[Span] = []
+    warnings: list[str] = []
+    for span in spans:
+        s, e = _pair(span)
+        inside = min(e, duration) - max(s, 0.0)
+        if inside < 0 or (inside == 0 and e > s):
+            warnings.append(f"evidence span {s:g}-{e:g} s lies outside the video (0-{duration:g} s): dropped")
+            continue
+        fitted = clamp((s, e), duration)
+        if fitted.as_tuple() != (s, e):
+            warnings.append(
+                f"evidence span {s:g}-{e:g} s reaches outside the video (0-{duration:g} s): "
+                f"clamped to {fitted.start:g}-{fitted.end:g} s"
+            )
+        kept.append(fitted)
+    return tuple(kept), warnings

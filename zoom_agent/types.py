@@ -14,7 +14,7 @@ import statistics
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OPTION_LETTERS = string.ascii_uppercase
 
@@ -57,6 +57,11 @@ class VideoInfo(_Frozen):
     num_frames: int = Field(gt=0)
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    warnings: tuple[str, ...] = Field(
+        (),
+        description="what makes answers about this file suspect, each naming it: the file holds fewer "
+        "frames than its container claims (truncated), so it reads as a shorter video",
+    )
 
     @property
     def whole(self) -> Span:
@@ -132,12 +137,24 @@ class Question(_Frozen):
     qtype: str | None = None
     task: str | None = None
 
-    @field_validator("options")
-    @classmethod
-    def _check_options(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if v is not None and not 1 <= len(v) <= len(OPTION_LETTERS):
-            raise ValueError(f"a question needs 1..26 options, got {len(v)}")
-        return v
+    references: tuple[str, ...] = Field(
+        (),
+        description="reference answers of an open-ended question (no options), scored by normalised exact "
+        "match and token F1 (docs/evaluation.md §6)",
+    )
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Question:
+        if self.options is None:
+            return self
+        if self.references:
+            raise ValueError(f"question {self.id}: references are for open-ended questions; this one has options")
+        if not 1 <= len(self.options) <= len(OPTION_LETTERS):
+            raise ValueError(
+                f"question {self.id}: {len(self.options)} options; expected 1..{len(OPTION_LETTERS)} "
+                f"(one letter A-Z each)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_answer(self) -> Question:
@@ -153,7 +170,34 @@ class Question(_Frozen):
 
     @property
     def letters(self) -> str:
+        """The option letters (``""`` for an open-ended question)."""
         return OPTION_LETTERS[: len(self.options or ())]
+
+    @property
+    def open_ended(self) -> bool:
+        """No options: the answer is free text."""
+        return self.options is None
+
+
+def repeated_options(question: Question) -> list[str]:
+    """Warnings for options of ``question`` that repeat an earlier one (blanks and case
+    ignored). Benchmarks ship a few (NExT-GQA: 4 of 8,911 questions), so a loaded question
+    keeps them and its result carries the warning; `zoom_agent.agent.make_question` (a
+    question typed by a user) refuses them."""
+    options = question.options or ()
+    seen: dict[str, int] = {}
+    found = []
+    for i, option in enumerate(options):
+        key = " ".join(option.split()).casefold()
+        if key in seen:
+            first = seen[key]
+            found.append(
+                f"question {question.id}: option {OPTION_LETTERS[i]} {option!r} repeats option "
+                f"{OPTION_LETTERS[first]} {options[first]!r}"
+            )
+        else:
+            seen[key] = i
+    return found
 
 
 class ZoomTrace(_Frozen):
@@ -179,6 +223,9 @@ class TurnTrace(_Frozen):
     span_confidence: float | None = None
     format_ok: bool = False
     tool_calls: int = 0
+    zoom_calls_dropped: int = Field(
+        0, ge=0, description="zoom calls of this turn not run: past max_parallel_zooms (the model is told)"
+    )
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     request_visual_tokens: int = Field(
@@ -192,9 +239,11 @@ class GroundedAnswer(_Frozen):
 
     question_id: str
     status: Literal["answered", "unanswered", "error"]
-    answer: str | None = Field(None, description="option letter, or None when unanswered")
+    answer: str | None = Field(
+        None, description="option letter; the free-text answer of an open-ended question; None when unanswered"
+    )
     answer_index: int | None = None
-    answer_text: str | None = None
+    answer_text: str | None = Field(None, description="the chosen option's text, or the free-text answer")
     spans: tuple[Span, ...] = ()
     answer_confidence: float | None = None
     span_confidence: float | None = None
@@ -203,6 +252,11 @@ class GroundedAnswer(_Frozen):
     turns: tuple[TurnTrace, ...] = ()
     zooms: tuple[ZoomTrace, ...] = ()
     error: str | None = None
+    warnings: tuple[str, ...] = Field(
+        (),
+        description="what may make this result wrong though it ran: a truncated video, evidence spans "
+        "clamped to the video or dropped, zoom calls dropped (docs/evaluation.md §6)",
+    )
     elapsed_s: float = 0.0
 
     @property

@@ -114,7 +114,12 @@ class VideoSource:
             raise VideoError(f"{self.path}: {e}") from e
         n, fps, w, h = probe.num_frames, probe.fps, probe.width, probe.height
         path_s = str(self.path)
-        self._info = VideoInfo(path=path_s, duration=n / fps, fps=fps, num_frames=n, width=w, height=h)
+        seconds = f"{n / fps:.1f}"  # a note the answer must carry (VideoInfo.warnings): the file reads short
+        truncated = (note for note in probe.notes if _decode.TRUNCATED in note)
+        warnings = tuple(f"{path_s}: {note}: read as a {seconds} s video" for note in truncated)
+        self._info = VideoInfo(
+            path=path_s, duration=n / fps, fps=fps, num_frames=n, width=w, height=h, warnings=warnings
+        )
         self.notes: tuple[str, ...] = probe.notes
         self.vfr: bool = probe.vfr
         cache_bytes = max(0, cache_bytes)

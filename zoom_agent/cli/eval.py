@@ -16,7 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.cli.options import ExamplesHelp, add_agent_options, agent_config, command_usage, parameter_default
+from zoom_agent.cli.options import (
+    ExamplesHelp,
+    add_agent_options,
+    agent_config,
+    command_usage,
+    parameter_default,
+    positive_int,
+)
 from zoom_agent.datasets.synthetic import make_synthetic_task
 from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.datasets.synthetic_gqa import GQA_TASK, SPLITS
@@ -141,7 +148,10 @@ def _task_options(p: argparse.ArgumentParser, name: str) -> None:
         p.add_argument("--durations", type=Path, required=True, help="CSV or JSON of video durations")
     if name == "synthetic":
         p.add_argument(
-            "--num-videos", type=int, default=SYNTHETIC_VIDEOS, help="synthetic videos (about 13 questions each)"
+            "--num-videos",
+            type=positive_int,
+            default=SYNTHETIC_VIDEOS,
+            help="synthetic videos (about 13 questions each)",
         )
 
 

@@ -59,6 +59,18 @@ def parameter_default(function: Callable[..., Any], name: str) -> Any:
     return inspect.signature(function).parameters[name].default
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (``--num-videos``): 0 and negative
+    numbers are usage errors, never read as "unset"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def command_usage(parser: argparse.ArgumentParser, choices: str) -> Callable[[argparse.Namespace], int]:
     """A ``run`` for a command whose sub-command is missing: one usage line, status 2."""
 

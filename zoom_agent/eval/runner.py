@@ -22,8 +22,12 @@ however many questions there are (10,000 pending coroutines would each hold a fr
 Result line (one per question)::
 
     {"id": "...", "index": 12, "status": "answered", "error": null, "error_kind": null,
+     "warnings": ["evidence span 50-80 s reaches outside the video ..."],
      "wall_s": 0.41, "finished_at": 1718000000.0,
      "result": {GroundedAnswer as JSON: clip refs, no pixels}}
+
+``warnings`` repeats the result's (`zoom_agent.types.GroundedAnswer.warnings`): what may make
+the answer wrong though the question ran (a truncated video, spans clamped to the video).
 """
 
 from __future__ import annotations
@@ -179,6 +183,7 @@ async def _answer_one(agent: Answerer, index: int, question: Question, info: Vid
         "index": index,
         "status": result.status,
         "error": result.error,
+        "warnings": list(result.warnings),
         "wall_s": round(time.perf_counter() - t0, 6),
         "finished_at": round(time.time(), 3),
         "result": result.model_dump(mode="json"),

@@ -24,6 +24,8 @@ Choices that hold for every kind:
   last turn's text. An error has neither. Nothing is ever guessed.
 - Questions without a result line count as 0 / wrong and are counted (``missing``), never
   dropped from the denominator.
+- Open-ended questions (no options, with ``references``) add ``open_EM`` and ``open_F1``
+  (`metrics.open_ended_metrics`: normalised exact match and token F1) to any metric set.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = ["TASKS", "QuestionScore", "Task", "get_task", "index_results"]
 
 Kind = Literal["grounded_qa", "rextime", "charades", "multiple_choice"]
 
+# Open-ended questions' columns, shown by any metric set whose questions have references.
+_OPEN_COLUMNS = (("EM (open)", "open_EM"), ("F1 (open)", "open_F1"))
 # Columns of the report's headline table per metric set: (column title, metric key).
 HEADLINE: dict[Kind, tuple[tuple[str, str], ...]] = {
     "grounded_qa": (
@@ -53,6 +57,7 @@ HEADLINE: dict[Kind, tuple[tuple[str, str], ...]] = {
         ("Acc@QA", "Acc@QA"),
         ("Acc@GQA", "Acc@GQA"),
         ("Acc (lenient)", "accuracy_lenient"),
+        *_OPEN_COLUMNS,
     ),
     "rextime": (
         ("mIoU", "mIoU"),
@@ -62,9 +67,10 @@ HEADLINE: dict[Kind, tuple[tuple[str, str], ...]] = {
         ("Acc", "Acc"),
         ("Acc@IoU0.5", "Acc@IoU0.5"),
         ("Acc (lenient)", "accuracy_lenient"),
+        *_OPEN_COLUMNS,
     ),
-    "charades": (("R1@0.3", "R1@0.3"), ("R1@0.5", "R1@0.5"), ("R1@0.7", "R1@0.7"), ("mIoU", "mIoU")),
-    "multiple_choice": (("Acc", "accuracy"), ("Acc (lenient)", "accuracy_lenient")),
+    "charades": (("R1@0.3", "R1@0.3"), ("R1@0.5", "R1@0.5"), ("R1@0.7", "R1@0.7"), ("mIoU", "mIoU"), *_OPEN_COLUMNS),
+    "multiple_choice": (("Acc", "accuracy"), ("Acc (lenient)", "accuracy_lenient"), *_OPEN_COLUMNS),
 }
 
 
@@ -126,6 +132,8 @@ class Task:
         if self.kind != "multiple_choice" and any(q.answer is not None for q in questions):
             mc = _choice_metrics(questions, answers)
             out.update({k: mc[k] for k in ("accuracy", "accuracy_lenient", "parse_failures")})
+        if any(q.references for q in questions):  # open-ended items (docs/evaluation.md §6)
+            out.update(_open_ended(questions, answers))
         return out
 
     def scores(self, questions: Sequence[Question], results: Iterable[Mapping[str, Any]]) -> list[QuestionScore]:
@@ -248,6 +256,15 @@ def _charades(questions: Sequence[Question], answers: Mapping[str, GroundedAnswe
     return metrics.charades_metrics(gt, predictions)
 
 
+def _open_ended(questions: Sequence[Question], answers: Mapping[str, GroundedAnswer]) -> dict[str, Any]:
+    """Normalised exact match and token F1 of the free-text answers (``open_EM``, ``open_F1``,
+    ``open_n``, ``open_unanswered``) over the questions that carry reference answers."""
+    gt = {q.id: q.references for q in questions if q.references}
+    predictions = {key: strict_answer(answers[key]) for key in gt if key in answers}
+    scored = metrics.open_ended_metrics(gt, predictions)
+    return {f"open_{k}": scored[k] for k in ("EM", "F1", "n", "unanswered")}
+
+
 _METRICS: dict[Kind, Callable[[Sequence[Question], Mapping[str, GroundedAnswer]], dict[str, Any]]] = {
     "grounded_qa": _grounded_qa,
     "rextime": _rextime,
@@ -270,7 +287,9 @@ def _synthetic(a: dict[str, Any]) -> Task:
     from zoom_agent.datasets.synthetic import make_synthetic_task
 
     root = Path(_need(a, "video_root", "synthetic", "the folder its videos are written to (or reused from)"))
-    num_videos, seed = int(a.get("num_videos") or SYNTHETIC_VIDEOS), int(a.get("seed") or 0)
+    num_videos, seed = int(a.get("num_videos", SYNTHETIC_VIDEOS)), int(a.get("seed", 0))  # 0 is a value, not "unset"
+    if num_videos < 1:
+        raise ValueError(f"task 'synthetic': num_videos (--num-videos) must be >= 1, got {num_videos}")
     args = {"video_root": str(root), "num_videos": num_videos, "seed": seed}
     return Task("synthetic", "grounded_qa", lambda: make_synthetic_task(root, num_videos=num_videos, seed=seed), args)
 

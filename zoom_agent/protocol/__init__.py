@@ -21,7 +21,8 @@ Dialects:
       <answer>B</answer>
       <glue>[(5.2, 10.4), (20.0, 23.5)]</glue>
 
-  ``<think>`` is optional in both forms.
+  ``<think>`` is optional in both forms. A question without options (open-ended) is
+  answered in free text: ``<answer>a red bicycle</answer>``.
 - ``zoomzero``: the paper's one-shot layout (docs/method.md §2): ``<think>`` (required) with
   ``<time>`` tags inside, then ``<answer>``, then ``<glue>``; the graph zooms on the glue spans.
 
@@ -43,6 +44,7 @@ from zoom_agent.protocol.answers import extract_answer_lenient, extract_answer_s
 from zoom_agent.protocol.parser import SPAN_KINDS, Dialect, Parsed, Region, RegionKind, ToolCall, parse
 from zoom_agent.protocol.prompts import (
     clip_caption,
+    dropped_calls_note,
     follow_up_prompt,
     format_answer,
     format_reminder,
@@ -50,11 +52,19 @@ from zoom_agent.protocol.prompts import (
     question_prompt,
     system_prompt,
 )
-from zoom_agent.protocol.scan import MAX_PARSE_CHARS, MAX_SPANS, MAX_TOOL_CALL_CHARS, Interval, check_window
+from zoom_agent.protocol.scan import (
+    MAX_ANSWER_CHARS,
+    MAX_PARSE_CHARS,
+    MAX_SPANS,
+    MAX_TOOL_CALL_CHARS,
+    Interval,
+    check_window,
+)
 from zoom_agent.protocol.timestamps import strip_timestamps
 from zoom_agent.protocol.zoom_call import ZOOM_ARGUMENTS, ZOOM_TOOL_NAME, ZOOM_TOOL_SCHEMA, check_zoom_arguments
 
 __all__ = [
+    "MAX_ANSWER_CHARS",
     "MAX_PARSE_CHARS",
     "MAX_SPANS",
     "MAX_TOOL_CALL_CHARS",
@@ -71,6 +81,7 @@ __all__ = [
     "check_window",
     "check_zoom_arguments",
     "clip_caption",
+    "dropped_calls_note",
     "extract_answer_lenient",
     "extract_answer_strict",
     "follow_up_prompt",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from zoom_agent.protocol.scan import (
+    MAX_ANSWER_CHARS,
     MAX_PARSE_CHARS,
     MAX_TOOL_CALL_CHARS,
     Element,
@@ -167,8 +168,11 @@ def _read_answer(out: Parsed, answers: list[Element], letters: str) -> bool:
     if not answers:
         return False
     bodies = [out.text[e.inner_start : e.inner_end].strip() for e in answers]
-    out.answer_text = bodies[0][:1000]
-    if not letters:  # open-ended question: any non-empty text
+    out.answer_text = bodies[0][:MAX_ANSWER_CHARS]
+    if not letters:  # open-ended question: the free text, when every answer tag agrees
+        texts = {" ".join(b.split())[:MAX_ANSWER_CHARS] for b in bodies}
+        (only,) = texts if len(texts) == 1 else ("",)
+        out.answer = only or None
         return all(bodies)
     out.answer = strict_letter(out.text, answers, letters)
     return all(option_letter(b) is not None for b in bodies)
@@ -214,13 +218,16 @@ def parse(text: str, dialect: Dialect = "tool", *, letters: str = "ABCDE") -> Pa
     fits its dialect's layout; 0.5 when it fits but spans are present and invalid (a time
     tag, a glue span or zoom arguments with start > end, a negative start, NaN, a string,
     extra keys); else 0. The answer body must be a letter form (``B``, ``(B)``, ``B.``),
-    though a letter outside ``letters`` still fits the layout (it scores on accuracy).
+    though a letter outside ``letters`` still fits the layout (it scores on accuracy); an
+    open-ended question (``letters=""``) takes free text.
 
     Args:
         text: the reply.
         dialect: ``"tool"`` or ``"zoomzero"``.
-        letters: valid option letters; ``""`` for an open-ended question (then ``answer``
-            stays None, ``answer_text`` holds the body and any non-empty body fits).
+        letters: valid option letters; ``""`` for an open-ended question: then ``answer``
+            is the free text of ``<answer>`` (blanks collapsed, at most `MAX_ANSWER_CHARS`;
+            None when empty or when repeated answer tags disagree) and any non-empty body
+            fits the layout.
 
     Returns:
         A `Parsed`.

@@ -113,28 +113,42 @@ def clip_caption(ref: ClipRef) -> str:
     return f"{prefix} {ref.span.start:.1f}-{ref.span.end:.1f} s ({size}):"
 
 
-def format_reminder(dialect: Dialect = "tool") -> str:
-    """The user text sent back when a turn could not be parsed."""
+def format_reminder(dialect: Dialect = "tool", *, open_ended: bool = False) -> str:
+    """The user text sent back when a turn could not be parsed (``open_ended``: the answer
+    layout asks for free text, not a letter)."""
     _check_dialect(dialect)
-    return "Your reply could not be read. " + _layout_text(dialect)
+    return "Your reply could not be read. " + _layout_text(dialect, open_ended=open_ended)
 
 
-def follow_up_prompt(dialect: Dialect = "tool", *, rounds_left: int) -> str:
+def follow_up_prompt(dialect: Dialect = "tool", *, rounds_left: int, open_ended: bool = False) -> str:
     """The user text after the zoomed clips: zoom again (while rounds are left) or answer.
 
     Args:
         dialect: ``"tool"`` or ``"zoomzero"``.
         rounds_left: zoom turns still allowed after this one (0 or less = answer now).
+        open_ended: the question has no options: the layout asks for a free-text answer.
 
     Returns:
         The prompt text.
     """
     _check_dialect(dialect)
     if dialect == "zoomzero":
-        return "Answer again from the zoomed frames. " + _layout_text(dialect)
+        return "Answer again from the zoomed frames. " + _layout_text(dialect, open_ended=open_ended)
     if rounds_left > 0:
-        return f"You may zoom again ({rounds_left} zoom turn(s) left) or answer. " + _layout_text(dialect)
-    return "No zoom turns left: answer now. " + _layout_text(dialect, allow_zoom=False)
+        return f"You may zoom again ({rounds_left} zoom turn(s) left) or answer. " + _layout_text(
+            dialect, open_ended=open_ended
+        )
+    return "No zoom turns left: answer now. " + _layout_text(dialect, open_ended=open_ended, allow_zoom=False)
+
+
+def dropped_calls_note(asked: int, cap: int) -> str:
+    """What the model is told when a turn made more zoom calls than run in one turn.
+
+    >>> dropped_calls_note(50, 4)
+    'Only your first 4 of 50 zoom calls ran: at most 4 run per turn, so 46 were dropped.'
+    """
+    dropped = asked - cap
+    return f"Only your first {cap} of {asked} zoom calls ran: at most {cap} run per turn, so {dropped} were dropped."
 
 
 def _seconds(value: float) -> str:

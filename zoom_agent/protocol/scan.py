@@ -18,6 +18,7 @@ Interval = tuple[float, float]
 
 MAX_PARSE_CHARS = 200_000  # ours: a 512-token reply is ~2 KB; anything past 200 KB is garbage
 MAX_SPANS = 64  # ours: more glue spans than this are cut, with a note
+MAX_ANSWER_CHARS = 1_000  # ours: a free-text answer (open-ended question) is kept up to this length
 MAX_TOOL_CALL_CHARS = 8_192  # ours: a zoom call is ~80 chars; bounds json.loads work
 
 # Bounded number grammar: no nested quantifiers, so no catastrophic backtracking.

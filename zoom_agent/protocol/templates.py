@@ -28,23 +28,40 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from zoom_agent.types import OPTION_LETTERS
 
-_LAYOUT = (
+_THINK = (
     "Think first, inside <think> </think>: state what in the video bears on the question and options, "
     "and mark every moment you rely on with its time in seconds inside <time> </time>, for instance "
     "<think> The man lifts the lid <time>(3.5, 7.0)</time> and then pours the water <time>(12.0, 18.5)"
     "</time>.</think>\n"
-    "Then give the letter of your choice inside <answer> </answer>, and inside <glue> </glue> only the "
-    "video segments, in seconds, that best support it, written as [(s1, e1), (s2, e2), ...]. Do not "
-    "list time ranges that do not support the answer. For instance: <answer>B</answer>\n"
-    "<glue>[(12.0, 18.5)]</glue>"
 )
-_LONG_LAYOUT = (
+_LONG_THINK = (
     "The video is long: first find the few parts that matter. Think inside <think> </think>, marking each "
     "part you use with its time in seconds inside <time> </time>, for instance <think> The score appears "
     "<time>(610.0, 640.0)</time>.</think>\n"
-    "Then give the letter of your choice inside <answer> </answer> and, inside <glue> </glue>, only the "
-    "segments in seconds that support it, as [(s1, e1), ...]. Do not list unrelated time ranges. "
-    "For instance: <answer>C</answer>\n<glue>[(610.0, 640.0)]</glue>"
+)
+_GLUE = (
+    "and inside <glue> </glue> only the video segments, in seconds, that best support it, written as "
+    "[(s1, e1), (s2, e2), ...]. Do not list time ranges that do not support the answer. For instance: "
+)
+_LONG_GLUE = "and, inside <glue> </glue>, only the segments in seconds that support it, as [(s1, e1), ...]. "
+_LAYOUT = (
+    f"{_THINK}Then give the letter of your choice inside <answer> </answer>, {_GLUE}<answer>B</answer>\n"
+    "<glue>[(12.0, 18.5)]</glue>"
+)
+_LONG_LAYOUT = (
+    f"{_LONG_THINK}Then give the letter of your choice inside <answer> </answer> {_LONG_GLUE}"
+    "Do not list unrelated time ranges. For instance: <answer>C</answer>\n<glue>[(610.0, 640.0)]</glue>"
+)
+# Open-ended questions (no options): the same rules, a free-text answer in place of the letter.
+_FREE = "your answer, in a few words,"
+_OPEN_LAYOUT = (
+    f"{_THINK}Then give {_FREE} inside <answer> </answer>, {_GLUE}<answer>the water</answer>\n"
+    "<glue>[(12.0, 18.5)]</glue>"
+)
+_OPEN_LONG_LAYOUT = (
+    f"{_LONG_THINK}Then give {_FREE} inside <answer> </answer> {_LONG_GLUE}"
+    "Do not list unrelated time ranges. For instance: <answer>the final score</answer>\n"
+    "<glue>[(610.0, 640.0)]</glue>"
 )
 
 # What a prompt asks for: the full layout with thinking, the letter alone, or letter and spans.
@@ -60,6 +77,11 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "chunk_spans": frozenset(),
     "reasoning": frozenset({"reasoning"}),
     "verifier": frozenset(),
+    "open_question": frozenset({"question"}),
+    "open_layout": frozenset(),
+    "open_long_layout": frozenset(),
+    "open_chunk": frozenset(),
+    "open_chunk_spans": frozenset(),
 }
 
 
@@ -88,6 +110,20 @@ class PromptTemplates(BaseModel):
     reasoning: str = Field("{reasoning}", description="the coarse reasoning appended to the fresh fine pass")
     verifier: str = Field(
         "Reply with the letter of the correct option only.", description="the zoom verifier's instruction"
+    )
+
+    open_question: str = Field("Question: {question}", description="an open-ended question (no options)")
+    open_layout: str = Field(_OPEN_LAYOUT, description="the layout of an open-ended question: a free-text answer")
+    open_long_layout: str = Field(_OPEN_LONG_LAYOUT, description="open_layout for videos over long_video_seconds")
+    open_chunk: str = Field(
+        "Answer the question in a few words inside <answer> </answer> and nothing else.",
+        description="chunk and whole-video passes of an open-ended question",
+    )
+    open_chunk_spans: str = Field(
+        "Answer the question in a few words inside <answer> </answer> and, inside <glue> </glue>, give only "
+        "the segments in seconds that support it, as [(s1, e1), ...]. For instance: <answer>the red car</answer>\n"
+        "<glue>[(20.5, 31.0)]</glue>",
+        description="chunks of an open-ended question when there are several: answer and spans",
     )
 
     @field_validator(*PLACEHOLDERS)
@@ -150,7 +186,8 @@ def official_prompt(
     Args:
         templates: the wording.
         question: the question.
-        options: the options (lettered A, B, ...), or None.
+        options: the options (lettered A, B, ...), or None for an open-ended question (its
+            own question line and a layout asking for a free-text answer).
         seconds: the length of the video the model sees (the pooled clip's, in the fine pass).
         reply: ``reasoned`` (the layout with thinking; the duration sentence first),
             ``letter`` or ``letter_and_spans`` (divide and conquer; their long-video
@@ -163,13 +200,20 @@ def official_prompt(
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be non-empty text, got {question!r}")
     text = templates.duration.format(seconds=_seconds(seconds)) if reply == "reasoned" else ""
-    text += templates.question.format(question=" ".join(question.split()), options=options_line(options or ()))
-    if reply == "letter":
-        layout = templates.chunk
-    elif reply == "letter_and_spans":
-        layout = templates.chunk_spans
+    asked = " ".join(question.split())
+    long_video = seconds > templates.long_video_seconds
+    if options is None:  # open-ended: a free-text answer, same layout rules
+        text += templates.open_question.format(question=asked)
+        layouts = (templates.open_chunk, templates.open_chunk_spans, templates.open_long_layout, templates.open_layout)
     else:
-        layout = templates.long_layout if seconds > templates.long_video_seconds else templates.layout
+        text += templates.question.format(question=asked, options=options_line(options))
+        layouts = (templates.chunk, templates.chunk_spans, templates.long_layout, templates.layout)
+    if reply == "letter":
+        layout = layouts[0]
+    elif reply == "letter_and_spans":
+        layout = layouts[1]
+    else:
+        layout = layouts[2] if long_video else layouts[3]
     text += "\n" + layout
     if reasoning:
         text += " " + templates.reasoning.format(reasoning=reasoning)
