@@ -13,10 +13,13 @@ from conftest import SHARED_DATA
 
 from zoom_agent import metrics
 from zoom_agent.cli import build_parser
-from zoom_agent.eval import get_task, read_results, write_report
-from zoom_agent.eval.tasks import Task
+from zoom_agent.eval import get_task, plots, read_results, write_report
+from zoom_agent.eval.intervals import mean_interval, wilson_interval
+from zoom_agent.eval.plots import write_plots
+from zoom_agent.eval.report import question_zooms
+from zoom_agent.eval.tasks import Task, index_results
 from zoom_agent.models.oracle import PIPELINE_CHECK_LABEL
-from zoom_agent.types import GroundedAnswer, Question, Span, TurnTrace
+from zoom_agent.types import ClipRef, GroundedAnswer, Question, Span, TurnTrace, ZoomTrace
 
 DATA = SHARED_DATA
 
@@ -168,16 +171,111 @@ def test_report_files_counts_and_pipeline_label(tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == doc and on_disk["pipeline_check"] == PIPELINE_CHECK_LABEL
     assert on_disk["metrics"]["Acc@QA"] == 20.0 and on_disk["metrics"]["n"] == 5
-    assert on_disk["by_type"]["t0"] == {
-        "n": 3,
-        "accuracy": pytest.approx(100 / 3),
-        "mIoU": pytest.approx(100 / 3),
-    }
-    assert on_disk["rounds"] == {"1": 4}
+    t0 = on_disk["by_type"]["t0"]  # v0 right (IoU 1), v2 unanswered (0), v4 missing (0)
+    assert (t0["n"], t0["accuracy"], t0["mIoU"]) == (3, pytest.approx(100 / 3), pytest.approx(100 / 3))
+    assert t0["accuracy_ci95"] == pytest.approx([x * 100 for x in wilson_interval(1, 3)])  # type: ignore[union-attr]
+    assert t0["mIoU_ci95"] == [0.0, 100.0]  # 3 values, one of them 1: the bootstrap's extremes
+    assert on_disk["rounds"] == {"1": 4} and on_disk["run_kind"] == "pipeline check"
+    assert on_disk["chance_accuracy"] == 25.0  # four options each
     md = (tmp_path / "report.md").read_text()
     assert PIPELINE_CHECK_LABEL in md and "| synthetic | oracle(noise=0) | 40.0 |" in md
+    assert "1 of 5 questions errored" in md and "1 of 5 questions have no result yet" in md
     for png in ("iou_hist.png", "accuracy_by_type.png", "zoom_rounds.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in md
+
+
+def zoomed(qid: str, windows: list[tuple[float, float]], **kwargs: Any) -> dict:
+    """A result line whose agent zoomed into ``windows`` (round 1, one call each)."""
+    out = line(qid, **kwargs)
+    zooms = [
+        ZoomTrace(
+            round=1,
+            call=i,
+            requested={"start": s, "end": e},
+            text="ok",
+            clip=ClipRef(
+                path="/v/x.mp4",
+                span=Span(start=s, end=e),
+                frame_indices=(0,),
+                timestamps=(s,),
+                fps=1.0,
+                num_source_frames=60,
+                width=28,
+                height=28,
+                visual_tokens=1,
+                role="zoom",
+            ),
+        )
+        for i, (s, e) in enumerate(windows)
+    ]
+    out["result"]["zooms"] = [z.model_dump(mode="json") for z in zooms]
+    return out
+
+
+def test_an_all_error_run_says_so_before_any_number(tmp_path: Path) -> None:
+    qs = [question(i) for i in range(3)]
+    doc = write_report(tmp_path, grounded(qs), qs, [line(q.id, status="error") for q in qs], model_label="m")
+    assert doc["metrics"]["Acc@QA"] == 0.0 and doc["notes"][0].startswith("3 of 3 questions errored")
+    assert "not results" in doc["notes"][0]
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("3 of 3 questions errored") < md.index("| synthetic | m |")  # the banner leads
+    # a clean run has no notes
+    clean = write_report(tmp_path / "ok", grounded(qs), qs, [line(q.id) for q in qs], model_label="m")
+    assert clean["notes"] == [] and clean["run_kind"] == "real model"
+
+
+def test_zoom_iou_per_question_and_its_mean(tmp_path: Path) -> None:
+    qs = [question(0), question(1), question(2), question(3, spans=())]
+    results = [
+        zoomed("v0_0", [(10.0, 20.0)]),  # exactly the truth: 1
+        zoomed("v1_1", [(40.0, 50.0), (15.0, 25.0)]),  # the best window counts: 5/15
+        line("v2_2"),  # never zoomed: left out of the mean
+        zoomed("v3_3", [(0.0, 5.0)]),  # no true spans: left out
+    ]
+    per_question = question_zooms(qs, index_results(results))
+    assert [(z.calls, z.iou) for z in per_question] == [(1, 1.0), (2, pytest.approx(1 / 3)), (0, None), (1, None)]
+    doc = write_report(tmp_path, grounded(qs), qs, results, model_label="m", run_kind="scripted")
+    assert doc["zoom"]["n"] == 2 and doc["zoom"]["mean_iou"] == pytest.approx((1 + 1 / 3) / 2 * 100)
+    ci = mean_interval([1.0, 1 / 3])
+    assert ci is not None and doc["zoom"]["mean_iou_ci95"] == pytest.approx([ci[0] * 100, ci[1] * 100])
+    assert doc["zoom_calls"] == {"0": 1, "1": 2, "2": 1}
+    assert "zoom vs truth" in (tmp_path / "report.md").read_text()
+
+
+def test_intervals_are_wilson_and_a_seeded_bootstrap() -> None:
+    lo, hi = wilson_interval(8, 10)  # type: ignore[misc]
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)  # the textbook Wilson interval
+    assert wilson_interval(0, 0) is None and mean_interval([0.5]) is None
+    values = [0.1, 0.9, 0.4, 0.7, 0.2]
+    ci = mean_interval(values)
+    assert ci is not None and ci == mean_interval(values)  # seeded: the same every time
+    assert ci[0] < sum(values) / len(values) < ci[1]
+
+
+def test_plots_name_the_model_and_kind_with_intervals_chance_and_a_real_distribution(tmp_path: Path) -> None:
+    qs = [question(i) for i in range(6)] + [
+        Question(id=f"m{i}", video="/v/m.mp4", question="q", options=("a", "b"), answer=0, duration=60.0, qtype="t1")
+        for i in range(2)
+    ]
+    results = [zoomed("v0_0", [(10.0, 20.0)]), zoomed("v1_1", [(12.0, 30.0), (0.0, 5.0)]), line("v2_2", answer="B")]
+    results += [line("v3_3"), zoomed("v4_4", [(50.0, 55.0)]), line("m0", answer="A")]
+    doc = write_report(tmp_path, grounded(qs), qs, results, model_label="my-model", plots=False)
+    assert doc["chance_accuracy"] == pytest.approx((6 * 25 + 2 * 50) / 8)  # mean of 1 / options
+    scores = grounded(qs).scores(qs, results)
+    zooms = question_zooms(qs, index_results(results))
+    by_type = plots._by_type(doc, scores, zooms)
+    assert "my-model (real model)" in by_type._suptitle.get_text()
+    acc = by_type.axes[0]
+    chance = [ln for ln in acc.get_lines() if ln.get_label().startswith("chance")]
+    assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(doc["chance_accuracy"])
+    assert all(c.errorbar is not None for c in acc.containers if hasattr(c, "errorbar"))  # 95% intervals
+    assert any("(n=" in t.get_text() for t in acc.get_xticklabels())
+    rounds = plots._zoom_rounds(doc, scores, zooms)
+    left, right = rounds.axes
+    heights = sorted(p.get_height() for p in left.patches if p.get_height() > 0)
+    assert heights == sorted([*doc["rounds"].values(), *doc["zoom_calls"].values()])
+    assert sum(p.get_height() for p in right.patches) == doc["zoom"]["n"] == 3  # zoom-vs-truth IoU histogram
+    assert write_plots(tmp_path, doc, scores, zooms) == ["iou_hist.png", "accuracy_by_type.png", "zoom_rounds.png"]
 
 
 def test_report_with_nothing_to_score_is_strict_json_with_nulls(tmp_path: Path) -> None:
@@ -220,6 +318,11 @@ def test_eval_synthetic_with_the_oracle_writes_a_labelled_report_and_resumes(
     doc = comparable(tmp_path)
     n = doc["counts"]["n"]
     assert n > 20 and doc["counts"]["answered"] == n and doc["pipeline_check"] == PIPELINE_CHECK_LABEL
+    raw = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all("zoom_iou" in x for x in raw) and sum(x["zoom_iou"] is not None for x in raw) > n // 2
+    assert json.loads((tmp_path / "metrics.json").read_text())["zoom"]["n"] == sum(
+        x["zoom_iou"] is not None for x in raw
+    )
     assert 0 < doc["metrics"]["Acc@QA"] < 100 and doc["metrics"]["mIoU"] > 50
     assert PIPELINE_CHECK_LABEL in (tmp_path / "report.md").read_text()
     assert {p.name for p in tmp_path.glob("*.png")} == {

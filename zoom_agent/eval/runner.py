@@ -23,9 +23,12 @@ Result line (one per question)::
 
     {"id": "...", "index": 12, "status": "answered", "error": null, "error_kind": null,
      "warnings": ["evidence span 50-80 s reaches outside the video ..."],
+     "zoom_iou": 0.62,
      "wall_s": 0.41, "finished_at": 1718000000.0,
      "result": {GroundedAnswer as JSON: clip refs, no pixels}}
 
+``zoom_iou`` is the IoU of the best window the agent zoomed into with the question's true
+spans (`zoom_agent.comparison.compare_answer`; null without a zoom or true spans).
 ``warnings`` repeats the result's (`zoom_agent.types.GroundedAnswer.warnings`): what may make
 the answer wrong though the question ran (a truncated video, spans clamped to the video).
 """
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
+from zoom_agent.comparison import compare_answer
 
 from zoom_agent.eval.results import RESULTS_FILE, ResultWriter, check_lines, error_kind, scan_lines, standing_lines
 from zoom_agent.types import GroundedAnswer, Question, VideoInfo
@@ -184,11 +188,20 @@ async def _answer_one(agent: Answerer, index: int, question: Question, info: Vid
         "status": result.status,
         "error": result.error,
         "warnings": list(result.warnings),
+        "zoom_iou": _zoom_iou(result, question),
         "wall_s": round(time.perf_counter() - t0, 6),
         "finished_at": round(time.time(), 3),
         "result": result.model_dump(mode="json"),
     }
     return line | {"error_kind": error_kind(line)}
+
+
+def _zoom_iou(result: GroundedAnswer, question: Question) -> float | None:
+    """IoU of the best zoomed window with the true spans (None: no zoom or no true spans)."""
+    try:
+        return compare_answer(result, question).best_zoom_iou
+    except ValueError:  # an agent that answered another question: its line says so elsewhere
+        return None
 
 
 def _tally(line: dict[str, Any]) -> str:
