@@ -5,6 +5,7 @@ engine both run questions through `run_question`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from zoom_agent.config import AgentConfig
@@ -44,18 +45,29 @@ async def run_question(
     info: VideoInfo | None = None,
     thread_id: str | None = None,
     reraise: tuple[type[BaseException], ...] = (),
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> GroundedAnswer:
     """Run one question through a compiled zoom graph.
 
     Never raises for a bad video or a model failure: the graph's nodes record those, and any
     other exception escaping the graph becomes a ``status="error"`` result (the last guard),
     except the types in ``reraise`` (e.g. training's `RolloutError`, which must stop a step).
+    ``on_step(node, update)`` is called as each node finishes (``zoom-agent ask`` shows
+    its stages with it).
     """
     state = {"question": question, **({"info": info} if info is not None else {})}
+    run = {"config": run_config(config, thread_id), "context": ZoomContext(model=model, config=config)}
     try:
-        final = await graph.ainvoke(
-            state, config=run_config(config, thread_id), context=ZoomContext(model=model, config=config)
-        )
+        if on_step is None:
+            final = await graph.ainvoke(state, **run)
+        else:
+            final = {}
+            async for mode, chunk in graph.astream(state, stream_mode=["updates", "values"], **run):
+                if mode == "values":
+                    final = chunk
+                    continue
+                for node, update in chunk.items():
+                    on_step(node, update or {})
         return result_of(question.id, final)
     except reraise:
         raise

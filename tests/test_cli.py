@@ -87,9 +87,15 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], says: str, capsys
 
 
 def test_a_bad_input_found_while_running_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ask", "v.mp4", "q?", "--model", "/no/such/model"]) == 1
+    assert main(["view", "/no/such/run"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("zoom-agent ask: error: cannot load model")
+    assert err.count("\n") == 1 and err.startswith("zoom-agent view: error: /no/such/run: no such run folder")
+
+
+def test_a_model_of_no_known_form_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "v.mp4", "q?", "--model", "/no/such/model"]) == 2  # checked before the video
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("zoom-agent ask: error: --model '/no/such/model' is not a local")
 
 
 def test_python_dash_m_runs_the_same_command() -> None:

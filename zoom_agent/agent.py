@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,27 @@ class ZoomAgent:
 
     # -- one question -----------------------------------------------------------------
     async def arun(
-        self, question: Question, *, info: VideoInfo | None = None, thread_id: str | None = None
+        self,
+        question: Question,
+        *,
+        info: VideoInfo | None = None,
+        thread_id: str | None = None,
+        on_step: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> GroundedAnswer:
         """Run one `Question` through the graph. Never raises for a bad video or model
-        failure: those come back as ``status="error"`` with the reason."""
+        failure: those come back as ``status="error"`` with the reason. ``on_step(node,
+        update)`` is called as each step of the graph finishes (progress for a caller)."""
         from zoom_agent.graphs.run import run_question
 
         self._check_thread(thread_id)
         return await run_question(
-            self.graph, question, model=self.model, config=self.config, info=info, thread_id=thread_id
+            self.graph,
+            question,
+            model=self.model,
+            config=self.config,
+            info=info,
+            thread_id=thread_id,
+            on_step=on_step,
         )
 
     async def resume(self, thread_id: str, decision: Any = None) -> GroundedAnswer:

@@ -3,8 +3,12 @@
 ``ask`` (`zoom_agent.cli.ask`), ``eval`` (`.eval`), ``train`` (`.train`), ``serve``
 (`.serve`), ``mcp`` (`.mcp`), ``view`` (`.view`), ``demo`` (`.demo`), ``tiny-model`` (`.tiny_model`). Each module has
 ``register(subparsers)``, which adds its parser and sets ``run(args) -> exit status``.
-Usage errors exit 2 with one line; a bad input found while running (a missing file, an
-unknown model family, ...) exits 1 with one line; heavy libraries load only when a
+Expected errors are one line on stderr (`zoom_agent.cli.errors`): usage errors, bad flag
+values and inputs checked before any work starts (a missing video or ``--video-root``, a
+``--model`` of no known form) exit 2; a bad input found while running (a video that does not
+decode, model weights that do not load, ...) exits 1; a closed stdout (``| head -1``) exits
+quietly. Every command checks its inputs before loading a model, and shows progress on
+steps that take more than a moment (`zoom_agent.progress`). Heavy libraries load only when a
 command runs.
 """
 
@@ -14,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from zoom_agent.cli import ask, demo, eval, mcp, serve, tiny_model, train, view
+from zoom_agent.cli.errors import ERRORS, quiet_broken_pipe, report
 from zoom_agent.cli.options import UsageParser, command_usage
 
 __all__ = ["build_parser", "main"]
@@ -36,9 +41,15 @@ def build_parser() -> UsageParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``zoom-agent ARGV``; returns the exit status."""
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:  # bad input: one line
-        print(f"zoom-agent {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        try:
+            status = int(args.run(args) or 0)
+            sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+            return status
+        except BrokenPipeError:
+            raise
+        except ERRORS as exc:  # expected: one line (zoom_agent.cli.errors)
+            return report(f"zoom-agent {args.command}", exc)
+    except BrokenPipeError:  # `zoom-agent ... | head -1`: the reader left; what was written stays
+        return quiet_broken_pipe()

@@ -1,14 +1,23 @@
-"""``zoom-agent ask``: one question about one video, with the model's trace."""
+"""``zoom-agent ask``: one question about one video, with the model's trace.
+
+Every input is checked before the model loads (the flags, ``--model``'s form, the video's
+header); then stage lines on stderr say what runs (loading the model, the coarse view, each
+zoom round, the answer), so a slow model is never silent.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.cli.options import add_agent_options, agent_config
-from zoom_agent.types import ClipRef, GroundedAnswer
+from zoom_agent.cli.errors import UsageError, one_line
+from zoom_agent.cli.options import add_agent_options, agent_config, check_model_spec
+from zoom_agent.progress import stage
+from zoom_agent.types import ClipRef, GroundedAnswer, VideoInfo
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,7 +36,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="an answer option, repeated in order (default: none, an open question)",
     )
     p.add_argument(
-        "--model", required=True, help="a local model folder (transformers) or an http(s)://.../v1 server URL"
+        "--model",
+        required=True,
+        help="a local model folder (transformers), an http(s)://HOST:PORT/v1 server URL or a LangChain "
+        "'provider:model' string",
     )
     p.add_argument("--json", action="store_true", help="print the GroundedAnswer as JSON")
     add_agent_options(p)
@@ -36,14 +48,84 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Answer the question; exit status 1 when the run ended in an error."""
-    from zoom_agent.agent import ZoomAgent
+    """Check every input, load the model, answer; exit status 1 when the run ended in an error."""
+    from zoom_agent.agent import ZoomAgent, make_question
     from zoom_agent.models import load_model
+    from zoom_agent.sync import shared_loop
 
-    agent = ZoomAgent(load_model(args.model, family=args.family), agent_config(args))
-    result = agent.ask(args.video, args.question, args.option)
+    config = agent_config(args)
+    check_model_spec(args.model, oracle=False)
+    info = checked_video(args.video)
+    stage(f"ask: loading model {args.model}")
+    t0 = time.perf_counter()
+    agent = ZoomAgent(load_model(args.model, family=args.family), config)
+    stage(f"ask: model loaded in {time.perf_counter() - t0:.1f} s")
+    question = make_question(args.video, args.question, args.option)
+    result = shared_loop().run(agent.arun(question, info=info, on_step=show_steps("ask")))
     print(result.model_dump_json(indent=2) if args.json else describe(result))
     return 0 if result.status != "error" else 1
+
+
+def checked_video(path: Path) -> VideoInfo:
+    """The video's header, read before any model loads.
+
+    Raises:
+        UsageError: no such file, a folder, or a file that does not open as a video.
+    """
+    from zoom_agent.video import open_video
+
+    if not path.exists():
+        raise UsageError(f"video {path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"video {path} is a folder: expected a video file")
+    try:
+        return open_video(path).info
+    except (ValueError, OSError) as exc:  # VideoError and what the container reader raises
+        raise UsageError(f"video {path} does not open as a video: {one_line(exc)}") from None
+
+
+def show_steps(command: str) -> Callable[[str, dict[str, Any]], None]:
+    """An ``on_step`` for `ZoomAgent.arun`: a stage line on stderr per step of the zoom graph."""
+
+    def show(node: str, update: dict[str, Any]) -> None:
+        line = step_line(node, update)
+        if line:
+            stage(f"{command}: {line}")
+
+    return show
+
+
+def step_line(node: str, update: dict[str, Any]) -> str | None:
+    """What a finished graph step means to a waiting user (None: nothing worth a line)."""
+    if node == "prepare" and update.get("coarse") is not None:
+        clip = update["coarse"]
+        return f"coarse view {clip.describe()}, {clip.visual_tokens} visual tokens; the model reads it (round 0)"
+    if node == "prepare" and update.get("info") is not None:
+        return "a long video: answering chunk by chunk (divide and conquer)"
+    if node == "model" and update.get("trace"):
+        trace = update["trace"][-1]
+        calls = len(update.get("calls") or [])
+        if calls:
+            return f"round {trace.round}: the model asks for {calls} zoom{'s' if calls > 1 else ''}"
+        return f"round {trace.round}: the model answers {trace.answer}" if trace.answer else None
+    if node == "zoom":
+        return "; ".join(_zoom_line(z) for z in update.get("zooms", [])) or None
+    return _OTHER_STEPS.get(node)
+
+
+_OTHER_STEPS = {
+    "observe": "the model reads the zoomed views",
+    "retry": "no answer and no zoom in the reply: reminding the model of the format",
+    "chunk": "a chunk read",
+    "fine": "fine pass over the pooled spans",
+    "refine": "fresh fine pass over the pooled spans",
+}
+
+
+def _zoom_line(zoom: Any) -> str:
+    if zoom.clip is None:
+        return f"zoom round {zoom.round}: refused ({zoom.error or zoom.text})"
+    return f"zoom round {zoom.round}: {zoom.clip.describe()}"
 
 
 def describe(result: GroundedAnswer) -> str:
@@ -63,10 +145,12 @@ def describe(result: GroundedAnswer) -> str:
     if result.status == "answered":
         spans = ", ".join(str(s) for s in result.spans) or "none"
         conf = f" (p={result.answer_confidence:.2f})" if result.answer_confidence is not None else ""
-        lines.append(f"answer: {result.answer}{conf} {result.answer_text or ''}".rstrip())
+        text = "" if result.answer_index is None else f" {result.answer_text}"  # open-ended: the text is the answer
+        lines.append(f"answer: {result.answer}{conf}{text}")
         lines.append(f"evidence: {spans}")
     elif result.error:
         lines.append(f"reason: {result.error}")
+    lines += [f"warning: {w}" for w in result.warnings]  # what may make the answer wrong though it ran
     lines.append(f"zoom rounds: {result.rounds}; total {result.elapsed_s:.2f} s")
     return "\n".join(lines)
 

@@ -12,9 +12,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.cli.ask import describe
+from zoom_agent.cli.ask import describe, show_steps
 from zoom_agent.config import AgentConfig, Budget
 from zoom_agent.geometry import FAMILIES, PAPER_GEOMETRY
+from zoom_agent.progress import stage
 from zoom_agent.types import GroundedAnswer, Question
 
 # A small budget, so that the coarse view is too coarse for the digit and the zoom is not.
@@ -68,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n== 2. the real transformers path, tiny random {args.family} (answers are meaningless) ==")
         model_dir = out / f"tiny-{args.family}"
         if not (model_dir / "config.json").is_file():
-            build_tiny_model(model_dir, args.family)
+            build_tiny_model(model_dir, args.family, on_stage=lambda step: stage(f"demo: {step}"))
         tiny_config = config.model_copy(update={"max_tokens": 48})
-        real = asyncio.run(ZoomAgent(TransformersVLM(model_dir), tiny_config).arun(question))
+        stage(f"demo: loading {model_dir}")
+        agent = ZoomAgent(TransformersVLM(model_dir), tiny_config)
+        real = asyncio.run(agent.arun(question, on_step=show_steps("demo")))
         print(describe(real))
     return 0
 

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zoom_agent.cli.options import field_default
+from zoom_agent.cli.errors import UsageError
+from zoom_agent.cli.options import check_model_spec, field_default
 from zoom_agent.server.limits import LOOPBACK, ServerLimits
 
 
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from zoom_agent.server.mcp import build_mcp_server
 
     if not args.video_root.is_dir():
-        raise ValueError(f"--video-root {args.video_root} is not a folder")
+        raise UsageError(f"--video-root {args.video_root} is not a folder: expected the folder of the videos to serve")
+    if args.model is not None:
+        check_model_spec(args.model, oracle=False)
     limits = ServerLimits(
         video_root=args.video_root,
         max_zoom_frames=args.max_zoom_frames,

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from zoom_agent.cli.errors import UsageError, unknown_key, validation_line
 from zoom_agent.config import AgentConfig
 from zoom_agent.geometry import FAMILIES
 from zoom_agent.presets import PRESET_NAMES, preset
@@ -95,8 +98,9 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
         "docs/method.md §7); the flags below override single fields of it",
     )
 
-    def flag(name: str, help_text: str, value: Any, **kwargs: Any) -> None:
-        g.add_argument(name, default=None, help=f"{help_text} (default: the preset's; ours: {value})", **kwargs)
+    def flag(name: str, help_text: str, value: Any, *, unset: str = "none", **kwargs: Any) -> None:
+        shown = unset if value is None else value  # ``unset``: what a None value means
+        g.add_argument(name, default=None, help=f"{help_text} (default: the preset's; ours: {shown})", **kwargs)
 
     flag(
         "--dialect",
@@ -120,11 +124,34 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     )
     flag("--confidence", "how answer and span confidences are read", ours.confidence, choices=["sampled", "official"])
     flag("--prompts", "prompt structure", ours.prompts, choices=["ours", "official"])
-    flag("--prompt-file", "a prompt-template file (TOML) replacing the built-in wording", ours.prompt_file)
+    flag(
+        "--prompt-file",
+        "a prompt-template file (TOML) replacing the built-in wording",
+        ours.prompt_file,
+        unset="the built-in wording",
+    )
     flag("--divide", "divide-and-conquer variant for long videos", ours.divide, choices=["ours", "official"])
-    flag("--long-video-tokens", "visual-token budget of divide and conquer", ours.long_video_tokens, type=int)
-    flag("--long-video-fps", "frames per second sampled by divide and conquer", ours.long_video_fps, type=float)
-    flag("--request-token-cap", "most visual tokens one model request may hold", ours.request_token_cap, type=int)
+    flag(
+        "--long-video-tokens",
+        "visual-token budget of divide and conquer",
+        ours.long_video_tokens,
+        unset="--visual-tokens",
+        type=int,
+    )
+    flag(
+        "--long-video-fps",
+        "frames per second sampled by divide and conquer",
+        ours.long_video_fps,
+        unset="--fps",
+        type=float,
+    )
+    flag(
+        "--request-token-cap",
+        "most visual tokens one model request may hold",
+        ours.request_token_cap,
+        unset="no cap",
+        type=int,
+    )
     g.add_argument(
         "--global-context",
         action="store_true",
@@ -158,15 +185,93 @@ _AGENT_FLAGS = {
 _BUDGET_FLAGS = ("visual_tokens", "fps", "min_frames", "max_frames", "zoom_max_frames")
 
 
+# AgentConfig field path -> the flag that sets it, for error messages.
+_FLAG_OF = {field: f"--{dest.replace('_', '-')}" for dest, field in _AGENT_FLAGS.items()} | {
+    f"budget.{dest}": f"--{dest.replace('_', '-')}" for dest in _BUDGET_FLAGS
+}
+
+
 def agent_config(args: argparse.Namespace) -> AgentConfig:
     """The `AgentConfig` the agent options describe: the preset, with the flags given on top.
 
     Raises:
-        ValueError: the combination is invalid (the message names the field).
+        UsageError: the combination is invalid (the message names the flag), or
+            ``--visual-tokens`` cannot pay for one frame.
     """
     base = preset(args.preset).agent
     budget = {name: getattr(args, name) for name in _BUDGET_FLAGS if getattr(args, name) is not None}
     fields = {field: getattr(args, dest) for dest, field in _AGENT_FLAGS.items() if getattr(args, dest) is not None}
     data = base.model_dump()
     data["budget"] = base.budget.model_dump() | budget
-    return AgentConfig.model_validate(data | fields)
+    try:
+        config = AgentConfig.model_validate(data | fields)
+    except ValidationError as exc:
+        raise UsageError(validation_line(exc, _FLAG_OF)) from None
+    floor = math.ceil(config.budget.min_frame_tokens)
+    if config.budget.visual_tokens < floor:
+        raise UsageError(
+            f"--visual-tokens {config.budget.visual_tokens} is too small for one frame: a frame at the smallest "
+            f"size takes {config.budget.min_frame_tokens:g} tokens (Budget.min_frame_tokens); give at least {floor}"
+        )
+    return config
+
+
+def dotted_fields(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Every field of a pydantic model and of its nested models by dotted path, mapped to
+    its kind: ``"model"`` (has fields below it), ``"mapping"`` (takes any key below it) or
+    ``"value"``."""
+    out: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        kinds = [field.annotation, *typing.get_args(field.annotation)]
+        nested = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+        if nested is not None:
+            out[path] = "model"
+            out |= dotted_fields(nested, f"{path}.")
+        else:
+            out[path] = "mapping" if any(k is dict or typing.get_origin(k) is dict for k in kinds) else "value"
+    return out
+
+
+def check_dotted_keys(keys: list[str], model: type[BaseModel], flag: str) -> None:
+    """Refuse a dotted key that names no field of ``model``, naming the closest one.
+
+    Raises:
+        UsageError: e.g. ``--override: unknown key 'trainer.lrr': did you mean 'optim.lr'?``.
+    """
+    fields = dotted_fields(model)
+    settable = [path for path, kind in fields.items() if kind != "model"]
+    for key in keys:
+        parts = key.split(".")
+        for i in range(1, len(parts) + 1):
+            kind = fields.get(".".join(parts[:i]))
+            if kind is None or (kind == "value" and i < len(parts)):
+                raise unknown_key(key, settable, flag)
+            if kind == "mapping":
+                break
+
+
+def check_model_spec(spec: str, *, oracle: bool) -> None:
+    """Refuse a ``--model`` of no known form before any work starts (nothing is loaded).
+
+    Args:
+        spec: the flag's value.
+        oracle: whether ``oracle[:NOISE]`` (a pipeline check answering from a task's ground
+            truth) makes sense for the command.
+
+    Raises:
+        UsageError: the message says which forms ``--model`` takes.
+    """
+    from zoom_agent.models import MODEL_FORMS, model_spec_problem
+
+    if spec == "oracle" or spec.startswith("oracle:"):
+        if oracle:
+            return
+        raise UsageError(
+            f"--model {spec}: the oracle answers from a task's ground truth (a pipeline check), so only "
+            f"'zoom-agent eval' takes it; here give {MODEL_FORMS}"
+        )
+    problem = model_spec_problem(spec)
+    if problem is not None:
+        forms = "; or oracle[:NOISE] for a pipeline check" if oracle else ""
+        raise UsageError(f"--model {problem}{forms}")

@@ -64,8 +64,10 @@ def dry_run(config: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the recipe, train, print where the results are; returns the exit status."""
-    from zoom_agent.training.config import load_recipe
+    from zoom_agent.cli.options import check_dotted_keys
+    from zoom_agent.training.config import TrainConfig, load_recipe
 
+    check_dotted_keys([item.partition("=")[0].strip() for item in args.override], TrainConfig, "--override")
     config = load_recipe(args.recipe, args.override)
     if args.dry_run:
         plan = dry_run(config)

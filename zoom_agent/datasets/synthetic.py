@@ -26,6 +26,7 @@ from zoom_agent.datasets.synthetic_video import (
     SyntheticEvent,
     write_synthetic_video,
 )
+from zoom_agent.progress import progress_bar
 from zoom_agent.types import Question
 from zoom_agent.video import open_video
 
@@ -226,6 +227,7 @@ def make_synthetic_task(
     root.mkdir(parents=True, exist_ok=True)
     questions: list[Question] = []
     lines = []
+    bar = progress_bar(num_videos, desc=f"synthetic videos in {root}", unit="video")
     for i in range(num_videos):
         video_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
         params = {"duration": 20.0, "fps": 10.0, "size": [320, 240], "num_events": 3, **video_kwargs}
@@ -240,6 +242,8 @@ def make_synthetic_task(
         for q in synthetic_questions(path, events, seed=video_seed, duration=duration):
             questions.append(q)
             lines.append(q.model_copy(update={"video": path.name}).model_dump_json())
+        bar.update(1)
+    bar.close()
     _write_atomic(root / QUESTIONS_FILE, "\n".join(lines) + "\n")
     return questions
 

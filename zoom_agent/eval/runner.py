@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,9 +45,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
-from zoom_agent.comparison import compare_answer
 
+from zoom_agent.comparison import compare_answer
 from zoom_agent.eval.results import RESULTS_FILE, ResultWriter, check_lines, error_kind, scan_lines, standing_lines
+from zoom_agent.progress import progress_bar
 from zoom_agent.types import GroundedAnswer, Question, VideoInfo
 
 __all__ = ["RUN_FILE", "FolderInUseError", "RunSummary", "by_video", "run_eval", "select"]
@@ -236,19 +236,6 @@ def _done_before(path: Path, wanted: set[str], retry_infra: bool) -> tuple[Count
     return status, done, duplicates, torn, infra
 
 
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="q",
-        desc="eval",
-        dynamic_ncols=True,
-        disable=not (enabled and sys.stderr.isatty()),
-    )
-
-
 async def run_eval(
     agent: Answerer,
     questions: Sequence[Question],
@@ -271,7 +258,8 @@ async def run_eval(
         concurrency: questions in flight at once.
         limit: only the first ``limit`` questions.
         shard: ``(k, n)``: only questions ``i`` with ``i % n == k`` (after ``limit``).
-        progress: show a tqdm bar (rate, ETA) when stderr is a terminal.
+        progress: report progress on stderr (`zoom_agent.progress.progress_bar`): a tqdm
+            bar on a terminal, else a plain line every tenth of the questions or 10 s.
         infos: ``{video path: VideoInfo}`` so the graph skips opening those videos.
         meta: the run's identity etc. for ``run.json``; its ``"identity"`` must match what
             the folder already holds, so two different runs never mix in one file.
@@ -331,7 +319,7 @@ async def _drain(
 ) -> int:
     """Run the worker pool over ``todo``; returns how many questions it answered."""
     writer = ResultWriter(path)
-    bar = _progress_bar(total, initial, progress)
+    bar = progress_bar(total, desc="eval", unit="q", initial=initial, enabled=progress)
     ran = 0
 
     async def worker() -> None:

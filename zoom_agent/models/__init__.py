@@ -33,7 +33,14 @@ __all__ = [
     "VLMRequest",
     "VLMResponse",
     "load_model",
+    "model_spec_problem",
 ]
+
+MODEL_FORMS = (
+    "a local model folder (transformers), an http(s)://HOST:PORT/v1 URL of an OpenAI-compatible server "
+    "(comma-separated for replicas) or a LangChain 'provider:model' string"
+)
+"""The strings `load_model` accepts as a model (the CLI's ``--model`` says the same)."""
 
 
 def load_model(spec: VLM | str | Path | Any, *, family: Family | None = None) -> VLM:
@@ -87,13 +94,35 @@ def load_model(spec: VLM | str | Path | Any, *, family: Family | None = None) ->
         if family is not None and vlm.family != family:
             raise ValueError(f"model directory {path} holds a {vlm.family} model, not the {family} named")
         return vlm
-    raise ValueError(
-        f"cannot load model {text!r}: expected a VLM object, a local model directory, an http(s):// URL "
-        "or a 'provider:model' string"
-    )
+    raise ValueError(f"cannot load model {model_spec_problem(text) or repr(text)}")
 
 
 PROVIDER_SPEC = re.compile(r"[a-z][a-z0-9_-]*:[^/\\:][^\s]*")  # init_chat_model's "provider:model"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # a Hugging Face hub id such as Qwen/Qwen2.5-VL-7B-Instruct
+
+
+def model_spec_problem(spec: str) -> str | None:
+    """What is wrong with a model spec string, found without loading anything (the CLI checks
+    ``--model`` with it before any work); None when `load_model` would try to load it.
+
+    >>> model_spec_problem("http://127.0.0.1:8000/v1") is None
+    True
+    >>> model_spec_problem("Qwen/No-Such-Model-Here").split(":")[0]
+    "'Qwen/No-Such-Model-Here' is not a local folder, and hub ids are not downloaded"
+    """
+    text = spec.strip()
+    path = Path(text).expanduser()
+    if text.startswith(("http://", "https://")) or path.is_dir() or PROVIDER_SPEC.fullmatch(text):
+        return None
+    if path.exists():
+        return f"{text!r} is a file: expected {MODEL_FORMS}"
+    if HUB_ID.fullmatch(text):
+        return (
+            f"{text!r} is not a local folder, and hub ids are not downloaded: download it first "
+            f"(huggingface-cli download {text} --local-dir DIR) and give DIR, or serve it "
+            f"(zoom-agent serve {text} ...) and give the server's URL"
+        )
+    return f"{text!r} is not a local folder: expected {MODEL_FORMS}"
 
 
 def _is_chat_model(spec: object) -> TypeGuard[BaseChatModel]:

@@ -386,8 +386,12 @@ def _load_model(
         from transformers import AutoModelForImageTextToText
 
         path = Path(path_or_model).expanduser()
-        with quiet_progress_bars():
-            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=_torch_dtype(dtype))
+        torch_dtype = _torch_dtype(dtype)
+        try:
+            with quiet_progress_bars():
+                model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype)
+        except Exception as exc:  # damaged weights (SafetensorError), a config of no known model, ...
+            raise ValueError(f"model folder {path} does not load: {_damaged(exc)}") from exc
         name = str(path)
     else:
         model = path_or_model
@@ -412,4 +416,13 @@ def _load_processor(model: PreTrainedModel, name: str) -> ProcessorMixin:
     source = getattr(model, "name_or_path", "") or name
     if not source or not Path(source).is_dir():
         raise ValueError(f"no processor given and model.name_or_path {source!r} is not a model directory")
-    return AutoProcessor.from_pretrained(source)
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except Exception as exc:  # a damaged tokenizer.json or processor config
+        raise ValueError(f"the processor of model folder {source} does not load: {_damaged(exc)}") from exc
+
+
+def _damaged(exc: Exception) -> str:
+    """What a failed load says, on one line, with what to do about it."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text} (a damaged or partial copy? build or download it again)"

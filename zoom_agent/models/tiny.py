@@ -21,7 +21,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,6 +384,7 @@ def build_tiny_model(
     seed: int = 0,
     overwrite: bool = False,
     size: str = "tiny",
+    on_stage: Callable[[str], None] | None = None,
 ) -> Path:
     """Write a tiny, randomly initialised Qwen-VL model that loads offline.
 
@@ -396,6 +397,7 @@ def build_tiny_model(
             mean/std 0.5, absolute ``<t seconds>`` in prompts).
         seed: seed of the weight initialisation.
         overwrite: replace an existing non-empty ``out_dir``.
+        on_stage: called with the name of each step as it begins (the CLI shows them).
         size: a `SIZES` preset: ``tiny`` (tests, about 0.2 M parameters) or ``small``
             (about 4 M, learns the synthetic-gqa task on a CPU).
 
@@ -414,11 +416,11 @@ def build_tiny_model(
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"out_dir {out} is not empty; pass overwrite=True to replace it")
+        raise FileExistsError(f"{out} is not empty: choose a new folder, or overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_model(tmp, family, seed, size)
+        _write_model(tmp, family, seed, size, on_stage or (lambda _: None))
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             out.rename(old / "model")  # move aside first: rename cannot replace a non-empty dir
@@ -430,9 +432,12 @@ def build_tiny_model(
     return out
 
 
-def _write_model(tmp: Path, family: Family, seed: int, size: str = "tiny") -> None:
+def _write_model(tmp: Path, family: Family, seed: int, size: str, on_stage: Callable[[str], None]) -> None:
+    on_stage("training the byte-level BPE tokenizer")
     tok = build_tiny_tokenizer()
+    on_stage(f"building a random {size} {family} model")
     model = _random_model(family, tok, seed, size)
+    on_stage(f"writing the weights, processor and tokenizer to {tmp.parent}")
     with quiet_progress_bars():
         model.save_pretrained(tmp)
     _processor(family, tok).save_pretrained(tmp)
