@@ -16,17 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zoom_agent.cli.errors import UsageError
 from zoom_agent.cli.options import (
     ExamplesHelp,
     add_agent_options,
     agent_config,
+    check_model_spec,
     command_usage,
     parameter_default,
     positive_int,
 )
 from zoom_agent.datasets.synthetic import make_synthetic_task
-from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.datasets.synthetic_gqa import GQA_TASK, SPLITS
+from zoom_agent.eval.report import REPORT_FILE, write_report
 from zoom_agent.eval.results import merge_results, read_results
 from zoom_agent.eval.runner import RUN_FILE, FolderInUseError, run_eval, select
 from zoom_agent.eval.tasks import NEXTGQA_SPLITS, SYNTHETIC_VIDEOS, TASK_ARGS, TASKS, Task, get_task
@@ -35,9 +37,9 @@ from zoom_agent.types import Question
 
 __all__ = ["parse_shard", "register"]
 
-_EXAMPLES = """examples:
 _SYNTHETIC = ("synthetic", GQA_TASK)  # tasks that write their own videos (no --ann)
 
+_EXAMPLES = """examples:
   zoom-agent eval synthetic --model oracle:0.2 --out runs/synth
   zoom-agent eval nextgqa --ann data/nextgqa --video-root /videos --model ./ckpt --out runs/ngqa --shard 0/4
   zoom-agent eval merge runs/ngqa runs/ngqa-0 runs/ngqa-1 runs/ngqa-2 runs/ngqa-3
@@ -45,9 +47,9 @@ _SYNTHETIC = ("synthetic", GQA_TASK)  # tasks that write their own videos (no --
 
 _TASK_HELP = {
     "synthetic": "synthetic videos with known events (written to OUT/videos or --video-root)",
-    "nextgqa": "NExT-GQA: --ann folder with {split}.csv + gsub_{split}.json",
     "synthetic-gqa": "the learnable grounded-QA task: grounding, coarse and fine questions, seeded splits "
     "(written to OUT/videos or --video-root)",
+    "nextgqa": "NExT-GQA: --ann folder with {split}.csv + gsub_{split}.json",
     "rextime": "ReXTime: --ann jsonl (+ --options file for the answer metrics)",
     "charades": "Charades-STA: --ann 'vid start end##sentence' file + --durations",
     "videomme": "Video-MME multiple choice: --ann json/jsonl",
@@ -153,6 +155,14 @@ def _task_options(p: argparse.ArgumentParser, name: str) -> None:
             default=SYNTHETIC_VIDEOS,
             help="synthetic videos (about 13 questions each)",
         )
+    if name == GQA_TASK:
+        p.add_argument("--split", choices=SPLITS, default="test", help="split (its videos have their own seeds)")
+        p.add_argument(
+            "--num-videos",
+            type=positive_int,
+            default=None,
+            help="videos of the split, 8 questions each (default: the split's)",
+        )
 
 
 def _task_from_args(args: argparse.Namespace) -> Task:
@@ -160,13 +170,19 @@ def _task_from_args(args: argparse.Namespace) -> Task:
     paths = {k: getattr(args, k, None) for k in TASK_ARGS - {"seed"}}
     if name in _SYNTHETIC:
         paths["video_root"] = paths["video_root"] or args.out / "videos"
-    if name == GQA_TASK:
-        p.add_argument("--split", choices=SPLITS, default="test", help="split (its videos have their own seeds)")
-        p.add_argument(
-            "--num-videos", type=int, default=None, help="videos of the split, 8 questions each (default: the split's)"
-        )
         paths["seed"] = args.seed
     return get_task(name, **{k: str(v) if isinstance(v, Path) else v for k, v in paths.items()})
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Refuse a missing ``--video-root`` or ``--ann`` before any work (the synthetic tasks
+    write their videos, so their ``--video-root`` need not exist yet)."""
+    if args.eval_command not in _SYNTHETIC and not args.video_root.is_dir():
+        what = "is not a folder" if args.video_root.exists() else "no such folder"
+        raise UsageError(f"--video-root {args.video_root}: {what}: expected the folder the task's videos live under")
+    ann = getattr(args, "ann", None)
+    if ann is not None and not ann.exists():
+        raise UsageError(f"--ann {ann}: no such file or folder")
 
 
 def _model(spec: str, questions: list[Question], seed: int, family: Family | None) -> tuple[Any, str, str | None]:
@@ -188,10 +204,12 @@ def _model(spec: str, questions: list[Question], seed: int, family: Family | Non
 def _run(args: argparse.Namespace) -> int:
     from zoom_agent.agent import ZoomAgent
 
+    config = agent_config(args)  # every input is checked before videos are made or a model loads
+    check_model_spec(args.model, oracle=True)
+    _check_inputs(args)
     task = _task_from_args(args)
     questions = task.questions()
     model, label, check = _model(args.model, questions, args.seed, args.family)
-    config = agent_config(args)
     # What must agree for results to share a file (and for shards to merge). The video root
     # is left out: shards on other machines mount the videos elsewhere.
     identity = {
@@ -235,8 +253,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_headline(task: Task, doc: dict[str, Any], out: Path) -> None:
-    if doc["pipeline_check"]:
-        print(f"NOTE: {doc['pipeline_check']}")
+    for note in doc["notes"]:  # a pipeline check, errors, missing questions (zoom_agent.eval.report)
+        print(f"NOTE: {note}")
     metrics = doc["metrics"]
     cells = [(title, metrics[key]) for title, key in task.headline if key in metrics]
     print("  ".join(f"{title} {'–' if v is None else f'{v:.1f}'}" for title, v in cells))
