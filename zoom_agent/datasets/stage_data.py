@@ -16,6 +16,14 @@ layout, which their ``RLHFDataset`` reads and this loader reads the same way:
   ``qvhighlights``, ``anet``, ``ego4d`` (features, not videos: refused here), else ``gqa``.
   It becomes the question's ``task``; ids are ``{source}/{file stem}/{index}`` unless an
   item has an ``id``.
+
+An entry may instead name a raw release by its ``format`` (ours; their manifest has only
+the converted layout, ``format: zoomzero``, the default). ``format: nextgqa``: ``ann_dir``
+is the NExT-GQA release's annotation folder (``{split}.csv`` and ``gsub_{split}.json``,
+read by `zoom_agent.datasets.nextgqa`), ``data_folder`` its videos, with optional
+``split`` (default ``val``, their stage 1's), ``id_map`` (``map_vid_vidorID.json``) and
+``video_pattern``. Paths in an entry are read from the manifest's folder. Each entry keeps
+its own ``data_folder``; theirs keeps one folder per source (the last entry's).
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from typing import Any
 
 from zoom_agent.datasets.paths import DatasetFormatError, read_json, resolve_video
 from zoom_agent.types import OPTION_LETTERS, Question, Span
+
+FORMATS = ("zoomzero", "nextgqa")
+"""Manifest entry formats: their converted layout, or the raw NExT-GQA release."""
 
 SOURCES = ("plm", "nextgqa", "qvhighlights", "anet", "ego4d")
 """Their source names, matched in this order against the JSON path; none matching is ``gqa``."""
@@ -44,7 +55,8 @@ def load_stage_data(manifest: str | Path) -> list[Question]:
     """Every question the manifest lists, in its order.
 
     Args:
-        manifest: the YAML file with ``datasets: [{json_path, data_folder}, ...]``.
+        manifest: the YAML file with ``datasets: [{json_path, data_folder}, ...]`` (entries
+            of another ``format`` as the module docstring says).
 
     Returns:
         One `Question` per item: options without their letters, ``answer`` the index of the
@@ -66,12 +78,36 @@ def load_stage_data(manifest: str | Path) -> list[Question]:
         raise DatasetFormatError(path, None, "expected a mapping with a non-empty list 'datasets'")
     questions: list[Question] = []
     for n, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not {"json_path", "data_folder"} <= set(entry):
-            raise DatasetFormatError(path, f"datasets[{n}]", "expected a mapping with json_path and data_folder")
-        json_path = path.parent / str(entry["json_path"])
-        folder = path.parent / str(entry["data_folder"])
-        questions.extend(_load_file(json_path, folder))
+        questions.extend(_load_entry(path, f"datasets[{n}]", entry))
     return questions
+
+
+def _load_entry(manifest: Path, where: str, entry: Any) -> list[Question]:
+    """The questions of one manifest entry, in its format."""
+    if not isinstance(entry, dict):
+        raise DatasetFormatError(manifest, where, "expected a mapping such as {json_path: ..., data_folder: ...}")
+    fmt = entry.get("format", "zoomzero")
+    if fmt not in FORMATS:
+        raise DatasetFormatError(manifest, where, f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    needed = {"json_path", "data_folder"} if fmt == "zoomzero" else {"ann_dir", "data_folder"}
+    if not needed <= set(entry):
+        raise DatasetFormatError(manifest, where, f"a {fmt} entry needs {' and '.join(sorted(needed))}")
+    folder = manifest.parent / str(entry["data_folder"])
+    if fmt == "zoomzero":
+        return _load_file(manifest.parent / str(entry["json_path"]), folder)
+    from zoom_agent.datasets.nextgqa import load_nextgqa
+
+    split = entry.get("split", "val")
+    if split not in ("val", "test"):
+        raise DatasetFormatError(manifest, where, f"split {split!r} should be val or test")
+    id_map = entry.get("id_map")
+    return load_nextgqa(
+        manifest.parent / str(entry["ann_dir"]),
+        split,
+        folder,
+        video_pattern=entry.get("video_pattern"),
+        id_map=None if id_map is None else manifest.parent / str(id_map),
+    )
 
 
 def _load_file(json_path: Path, folder: Path) -> list[Question]:
