@@ -284,6 +284,12 @@ class TrainConfig(_Strict):
         description="fail if recomputed and sampled log-probs differ more (CPU fp32: 1e-3); None = log",
     )
     rollout_concurrency: int = Field(8, ge=1, description="rollouts in flight at once (ours)")
+    distributed: Literal["data-parallel", "fsdp"] = Field(
+        "data-parallel",
+        description="several processes: data-parallel = every rank holds the whole policy, gradients summed; "
+        "fsdp = the trained policy sharded with FSDP2, a full copy for rollouts (their code: FSDP on 8 GPUs); "
+        "accelerate launch --use_fsdp selects fsdp too (docs/training.md §5)",
+    )
     engine: Literal["transformers", "vllm"] = Field("transformers", description="rollout engine")
     vllm: dict[str, Any] = Field(
         default_factory=dict,

@@ -17,13 +17,11 @@ Launch (CPU, gloo; or GPUs, NCCL, one process per GPU)::
 Both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, which `init_from_env`
 reads. On GPUs set ``policy.device: cuda``; each rank takes ``cuda:LOCAL_RANK``.
 
-FSDP (models that do not fit one GPU): shard the policy with
-``torch.distributed.fsdp.fully_shard`` on each decoder layer and the vision blocks, then on
-the model, after `broadcast_parameters` is no longer needed (FSDP shards from rank 0's
-weights). FSDP reduces gradients inside ``backward``, so skip `all_reduce_gradients`, keep
-the global loss weights, and give every rank the same number of backward passes per
-optimiser step (pad with a zero-weight pass), or the collectives hang. Rollouts then run on
-the vLLM engine (`training.rollout.vllm_engine`), which receives the gathered full weights.
+FSDP (models that do not fit one GPU; ``distributed: fsdp`` or ``accelerate launch
+--use_fsdp --fsdp_version 2``): `training.loop.fsdp` shards the trained copy of the policy
+after `broadcast_parameters`; the same global loss weights apply, FSDP sums the gradients
+inside ``backward`` (so `all_reduce_gradients` leaves an FSDP module alone), and rollouts run
+on a full copy that receives the gathered weights after every step.
 """
 
 from __future__ import annotations
@@ -112,9 +110,14 @@ def all_reduce_max(values: Sequence[float], ctx: DistContext) -> list[float]:
 def all_reduce_gradients(model: torch.nn.Module, ctx: DistContext) -> None:
     """Sum every trainable parameter's gradient over ranks, in one flat buffer per dtype.
 
-    Parameters without a gradient on this rank contribute zeros (and receive the sum).
+    Parameters without a gradient on this rank contribute zeros (and receive the sum). An
+    FSDP module is left alone: its backward already summed them (`fsdp.shard_policy`).
     """
     if not ctx.enabled:
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
         return
     import torch.distributed as dist
 

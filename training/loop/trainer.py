@@ -9,6 +9,10 @@ policy and the frozen reference, back-propagate the PPO-clip loss, all-reduce ac
 clip, AdamW step); sync the rollout engine's weights; log one metrics line (`metrics`).
 `Trainer.train` runs steps and checkpoints (`checkpoint`).
 
+``self.model`` is the module trained; ``self.policy.model`` the one that rolls out, is
+checkpointed and verifies. They are one object, except under FSDP (`fsdp`): then the trained
+copy is sharded and the rollout copy holds the full weights, gathered after every step.
+
 One optimiser update per batch of rollouts, so the "old" policy is the current one and the
 ratio starts at 1 (strictly on-policy; the clip range bounds any later update on the same
 rollouts).
@@ -17,6 +21,7 @@ rollouts).
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +35,7 @@ from zoom_agent.training.core.advantages import policy_token_advantages
 from zoom_agent.training.loop import checkpoint as ckpt
 from zoom_agent.training.loop import data as data_mod
 from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop import fsdp
 from zoom_agent.training.loop.difficulty import kept_questions
 from zoom_agent.training.loop.metrics import MetricsLog, Timings, progress_bar, rollout_metrics
 from zoom_agent.training.loop.optim import build_optimizer
@@ -83,6 +89,9 @@ class Trainer:
         self.model = self.policy.model
         self._set_trainable()
         dist.broadcast_parameters(self.model, self.ctx)
+        self.sharded = self.ctx.enabled and fsdp.fsdp_requested(config.distributed)
+        if self.sharded:
+            self.model = self._shard()
         needs_ref = config.loss.kl_coef > 0 or config.reward.verifier == "reference"
         self.ref = self._load_vlm(self.initial_path, frozen=True) if needs_ref else None
         self.engine = RolloutEngine(self.policy, self._sampler(policy_path))
@@ -92,14 +101,14 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(self.model, config, self.total_steps)
         self.step_count, self.consumed = 0, 0
         if resume_from is not None:
-            position = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
+            position = ckpt.load_training_state(resume_from, self._optimizer_state(), self.scheduler)
             self.step_count, self.consumed = position["step"], position["consumed"]
         self.log = MetricsLog(self.out, config, enabled=self.ctx.is_main, resume_step=self.step_count)
         self.best = BestModel(self.out)
         self.val_questions: list[Question] | None = None
         ref_model = self.ref.model if self.ref is not None else None
         self.update = PolicyUpdate(
-            self.policy, ref_model, self.engine.banned_ids, self.optimizer, self.scheduler, config, self.ctx
+            self.policy, ref_model, self.engine.banned_ids, self.optimizer, self.scheduler, config, self.ctx, self.model
         )
 
     # -- the loop ----------------------------------------------------------------------
@@ -118,7 +127,9 @@ class Trainer:
         with timer("fwd_bwd"):
             update = self.update([trajs[i] for i in trained], advantages, timer)
         with timer("sync"):  # the transformers sampler shares the policy's weights: nothing to do
-            _hook(self.engine.sampler, "sync_weights", self.model)
+            if self.sharded:
+                fsdp.gather_weights(self.model, self.policy.model)
+            _hook(self.engine.sampler, "sync_weights", self.policy.model)
         self.step_count += 1
         self.consumed += self.config.prompts_per_step
         metrics = {"step": float(self.step_count), "lr": float(self.scheduler.get_last_lr()[0])}
@@ -139,7 +150,7 @@ class Trainer:
     def rollouts(self, questions: Sequence[Question], first_group: int) -> list[Trajectory]:
         """G recorded rollouts of every question, grouped by question."""
         c = self.config
-        self.model.eval()
+        self.policy.model.eval()
         _hook(self.engine.sampler, "before_rollouts")
         return asyncio.run(
             self.engine.rollouts(
@@ -189,7 +200,7 @@ class Trainer:
         if history:
             self.save()
             if self.ctx.is_main:
-                ckpt.save_model(self.model, self.policy.processor, self.out / ckpt.FINAL_MODEL_DIR)
+                ckpt.save_model(self.policy.model, self.policy.processor, self.out / ckpt.FINAL_MODEL_DIR)
         self.log.close()
         return history
 
@@ -206,7 +217,7 @@ class Trainer:
                 raise ValueError("validation needs val_data (the held-out questions)")
             self.val_questions = data_mod.load_questions(self.config.val_data, self.out, write=False)
         questions = dist.shard(self.val_questions, self.ctx)
-        self.model.eval()
+        self.policy.model.eval()
         _hook(self.engine.sampler, "before_rollouts")
         trajs = asyncio.run(
             self.engine.rollouts(
@@ -221,7 +232,9 @@ class Trainer:
         parts = asyncio.run(self.score(trajs))
         _hook(self.engine.sampler, "after_rollouts")
         metrics = validation_metrics(parts, self.ctx)
-        best = self.best.offer(self.step_count, metrics, self.model, self.policy.processor, write=self.ctx.is_main)
+        best = self.best.offer(
+            self.step_count, metrics, self.policy.model, self.policy.processor, write=self.ctx.is_main
+        )
         metrics |= {"val/best": float(best)}
         dist.barrier(self.ctx)
         self.log.write({"step": float(self.step_count), **metrics})
@@ -230,13 +243,16 @@ class Trainer:
     def save(self) -> Path | None:
         """Checkpoint now (main rank writes; the others wait)."""
         path = None
+        optimizer = self._optimizer_state()
+        if isinstance(optimizer, fsdp.FullOptimizerState):
+            optimizer.gather()  # every rank: an all-gather of the shards
         if self.ctx.is_main:
             path = ckpt.save_checkpoint(
                 self.out / ckpt.CHECKPOINTS_DIR,
                 self.step_count,
-                model=self.model,
+                model=self.policy.model,
                 processor=self.policy.processor,
-                optimizer=self.optimizer,
+                optimizer=optimizer,  # FSDP: the gathered state
                 scheduler=self.scheduler,
                 position={"step": self.step_count, "consumed": self.consumed},
                 keep=self.config.keep_checkpoints,
@@ -245,6 +261,23 @@ class Trainer:
         return path
 
     # -- setup -------------------------------------------------------------------------
+    def _shard(self) -> torch.nn.Module:
+        """FSDP: a sharded copy of the policy to train; the policy's own model becomes the
+        full rollout copy (no gradients)."""
+        if self.config.prompts_per_step < self.ctx.world:
+            raise ValueError(
+                f"distributed: fsdp needs prompts_per_step >= the number of processes ({self.ctx.world}), "
+                f"got {self.config.prompts_per_step}: a rank without questions has nothing to pad its passes with"
+            )
+        trained = fsdp.shard_policy(copy.deepcopy(self.policy.model))
+        self.policy.model.requires_grad_(False)
+        return trained
+
+    def _optimizer_state(self) -> Any:
+        """What checkpoints save and load as the optimiser: the optimiser itself, or under
+        FSDP its full state (`fsdp.FullOptimizerState`)."""
+        return fsdp.FullOptimizerState(self.model, self.optimizer) if self.sharded else self.optimizer
+
     def _initial_model(self) -> Path:
         p = self.config.policy
         if p.path is not None:

@@ -31,6 +31,7 @@ import torch
 from zoom_agent.training.config import TrainConfig
 from zoom_agent.training.core.loss import policy_loss
 from zoom_agent.training.loop import distributed as dist
+from zoom_agent.training.loop import fsdp
 from zoom_agent.training.loop.logprobs import policy_logprobs
 from zoom_agent.training.loop.metrics import Timings
 from zoom_agent.training.loop.optim import mini_batches
@@ -55,6 +56,9 @@ class PolicyUpdate:
         scheduler: its learning-rate schedule (stepped once per update).
         config: the run's configuration (loss, optimiser, agent limits).
         ctx: the distributed context.
+        model: the module trained, when it is not ``policy.model`` (FSDP: the sharded copy,
+            ``policy.model`` being the full rollout copy); under FSDP every rank makes as
+            many passes as the busiest, padding with zero-weight ones (`fsdp.padding_passes`).
     """
 
     def __init__(
@@ -66,8 +70,12 @@ class PolicyUpdate:
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         config: TrainConfig,
         ctx: dist.DistContext,
+        model: torch.nn.Module | None = None,
     ) -> None:
-        self.policy, self.model, self.ref_model = policy, policy.model, ref_model
+        self.policy, self.ref_model = policy, ref_model
+        self.model = policy.model if model is None else model
+        self.sharded = fsdp.is_sharded(self.model)
+        self.pad: Trajectory | None = None  # FSDP: a trajectory of this rank's to pad with
         self.banned_ids = tuple(banned_ids)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.config, self.ctx = config, ctx
@@ -91,6 +99,8 @@ class PolicyUpdate:
                 recomputed log-probs differ from the sampled ones.
         """
         self.model.train()
+        if trajs:
+            self.pad = trajs[0]
         mb = self.config.optim.mini_batch_size
         if mb is None:
             steps = [self._update(trajs, advantages, None, timer)]
@@ -117,6 +127,7 @@ class PolicyUpdate:
                     logp, _ = policy_logprobs(self.model, inputs, traj.policy_positions, self.banned_ids)
                 diff = max(diff, self._check_sampled(traj, logp))
                 old.append(logp.detach())
+            self._pad(len(trajs), backward=False)
         return old, diff
 
     def _update(
@@ -142,7 +153,20 @@ class PolicyUpdate:
                 sums[k] += stats[k]
             diff = max(diff, seq_diff)
             adv_max = max(adv_max, float(adv.abs().max()))
+        self._pad(len(trajs), backward=True)
         return self._step(sums, tokens, [diff, adv_max])
+
+    def _pad(self, count: int, *, backward: bool) -> None:
+        """FSDP: the zero-weight passes that bring this rank's ``count`` up to the busiest
+        rank's (a forward of ``self.pad``, and a backward of 0 times its log-probs)."""
+        if not self.sharded:
+            return
+        for _ in range(fsdp.padding_passes(count, self.pad is not None, self.ctx)):
+            assert self.pad is not None  # padding_passes raised otherwise
+            inputs = replay_inputs(self.policy, self.pad)
+            logp, _ = policy_logprobs(self.model, inputs, self.pad.policy_positions, self.banned_ids)
+            if backward:
+                (logp.sum() * 0.0).backward()
 
     def _backward(
         self,

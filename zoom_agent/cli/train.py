@@ -2,7 +2,8 @@
 training from a recipe (``--dry-run``: what the run would do, nothing loaded).
 
 The heavy modules (torch, transformers) load only when the command runs. Several
-processes: ``torchrun --nproc_per_node N -m zoom_agent.cli train ...``.
+processes: ``torchrun --nproc_per_node N -m zoom_agent.cli train ...``; FSDP:
+``accelerate launch --use_fsdp --fsdp_version 2 --num_processes N -m zoom_agent.cli train ...``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from zoom_agent.training.loop.trainer import Trainer
 
     trainer = Trainer(config)
+    if trainer.ctx.is_main and getattr(trainer, "sharded", False):
+        print(f"FSDP: the policy is sharded over {trainer.ctx.world} processes, rollouts run on a full copy")
     history = trainer.train()
     if trainer.ctx.is_main:
         out = config.output_dir
