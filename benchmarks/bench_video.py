@@ -12,11 +12,17 @@ cap, both planned by `plan_clip`) and ``zoom`` (16 frames in a 10 s window in th
 
 Methods (each on a fresh open, in one process, interleaved over ``--repeat`` runs; median):
 
-- ours: `VideoSource` as shipped (skip + drain; ``workers`` per `_fetch.default_workers`);
+- ours: `VideoSource` as shipped (skip + drain; ``workers`` per `_fetch.default_workers`),
+  opened cold (probe, OpenCV cross-check) inside the timing;
+- ours, open source: the same read on a source opened beforehand, as a zoom is in the agent
+  (its coarse pass opened the file); ``--one FILE TASK openclip``: `read_clip` there (the
+  frames resized to the plan's size, what the agent asks for; the peers return native frames);
 - ours, plain floor: `VideoSource(skip_nonref=False)` (what skip and drain buy, per file);
 - ours, 2 threads: `VideoSource(workers=2)` (GOP runs on two decoders in threads);
 - ours, 2 processes: the same shares read by two worker processes of a warm pool;
-- ours, approximate: coarse frames snapped to keyframes (`snap_clip`, 1 s tolerance);
+- ours, approximate: coarse frames snapped to keyframes (`snap_clip`, 1 s tolerance), read by
+  keyframe readers (one per core, no frame threads); ``--one hour coarse approxclip``: the
+  same through `read_clip` at the plan's size;
 - (c) naive keyframe-seek floor: per GOP holding wanted frames, seek to its keyframe and
   decode forward to its last wanted frame (PyAV, same frame threads as ours);
 - (b') decord ``get_batch`` on the same indices; (b) qwen-vl-utils ``fetch_video`` (decord
@@ -71,6 +77,7 @@ GEOM = GEOMETRY["qwen2_5_vl"]
 APPROX_TOLERANCE = 1.0  # seconds
 Frames = dict[int, np.ndarray]
 OURS, NOSKIP, T2, P2 = "ours", "ours, plain floor (no skip/drain)", "ours, 2 threads", "ours, 2 processes"
+OPEN, OPENCLIP = "ours, open source", "ours, open source, read_clip at the plan's size"
 APPROX = f"ours, approximate (keyframes within {APPROX_TOLERANCE:g} s)"
 FLOOR, DECORD, QWEN, SEQ = (
     "(c) keyframe-seek floor",
@@ -132,8 +139,17 @@ def torchcodec_status() -> str:
 
 
 def ours(path: Path, idx: list[int], **opts: Any) -> Frames:
-    clip = VideoSource(path, **opts).read_indices(idx)
+    return ours_open(VideoSource(path, **opts), idx)
+
+
+def ours_open(src: VideoSource, idx: list[int]) -> Frames:
+    clip = src.read_indices(idx)
     return dict(zip(clip.frame_indices, clip.frames, strict=True))
+
+
+def ours_clip(src: VideoSource, ref: ClipRef) -> Frames:
+    src.read_clip(ref)
+    return {}
 
 
 def _read_share(path: str, share: list[int]) -> Frames:
@@ -260,7 +276,10 @@ def bench_file(label: str, path: Path, repeat: int, pool: ProcessPoolExecutor, h
             (QWEN, partial(qwen_fetch, path, window, len(idx))),
         ]
         for rep in range(repeat):
-            for name, fn in methods[:: 1 if rep % 2 == 0 else -1]:  # alternate who goes first
+            # a source opened before the timing, fresh each round (no frames cached)
+            opened: tuple[str, Callable[[], Frames]] = (OPEN, partial(ours_open, VideoSource(path), idx))
+            methods_now = [*methods, opened]
+            for name, fn in methods_now[:: 1 if rep % 2 == 0 else -1]:  # alternate who goes first
                 t, got = timed(fn)
                 times.setdefault((name, task), []).append(t)
                 print(f"    {name}: {t[0]:.3f} s wall, {t[1]:.2f} s CPU", flush=True)
@@ -274,16 +293,20 @@ def bench_file(label: str, path: Path, repeat: int, pool: ProcessPoolExecutor, h
     return times
 
 
-def approximate(path: Path, ref: ClipRef, times: Times, repeat: int) -> None:
+def approximate(path: Path, ref: ClipRef, times: Times, repeat: int, clip_size: bool = False) -> None:
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
         snapped = snap_clip(ref, APPROX_TOLERANCE)  # reads the container index (no decode)
         src = VideoSource(path)
-        clip = src.read_indices(snapped.frame_indices)
+        # read_clip: what the agent asks for (the plan's size); read_indices: native, as the peers
+        clip = src.read_clip(snapped) if clip_size else src.read_indices(snapped.frame_indices)
         times.setdefault((APPROX, "coarse"), []).append((time.perf_counter() - t, time.process_time() - c))
+    assert clip.timestamps == snapped.timestamps, "the clip reports the snapped frames' own times"
+    if clip_size:
+        print(f"  approximate, read_clip at {snapped.width}x{snapped.height}: {len(clip)} frames")
+        return
     got = dict(zip(clip.frame_indices, clip.frames, strict=True))
     check_exact(APPROX, got, keyframe_floor(path, list(snapped.frame_indices)), list(snapped.frame_indices))
-    assert clip.timestamps == snapped.timestamps, "the clip reports the snapped frames' own times"
     err = [abs(a - b) for a, b in zip(snapped.timestamps, ref.timestamps, strict=True)]
     print(
         f"  approximate: {len(err)} frames, timestamp error max {max(err):.3f} s, mean {statistics.mean(err):.3f} s; "
@@ -347,7 +370,18 @@ def report(results: dict[str, Times]) -> None:
     sys.stdout.flush()
 
 
-ONE = {"ours": OURS, "noskip": NOSKIP, "threads2": T2, "floor": FLOOR, "decord": DECORD, "qwen": QWEN, "approx": APPROX}
+ONE = {
+    "ours": OURS,
+    "open": OPEN,
+    "openclip": OPENCLIP,
+    "noskip": NOSKIP,
+    "threads2": T2,
+    "floor": FLOOR,
+    "decord": DECORD,
+    "qwen": QWEN,
+    "approx": APPROX,
+    "approxclip": f"{APPROX}, read_clip at the plan's size",
+}
 
 
 def run_one(path: Path, hour: bool, task: str, method: str, repeat: int) -> None:
@@ -357,8 +391,13 @@ def run_one(path: Path, hour: bool, task: str, method: str, repeat: int) -> None
     ref, window = plans(path, hour)[task]
     idx = list(ref.frame_indices)
     times: Times = {}
-    if method == "approx":
-        approximate(path, ref, times, repeat)
+    if method in ("approx", "approxclip"):
+        approximate(path, ref, times, repeat, clip_size=method == "approxclip")
+    elif method in ("open", "openclip"):
+        for _ in range(repeat):
+            src = VideoSource(path)  # opened before the timing, as the coarse pass left it
+            read = partial(ours_clip, src, ref) if method == "openclip" else partial(ours_open, src, idx)
+            times.setdefault((ONE[method], task), []).append(timed(read)[0])
     else:
         fns: dict[str, Callable[[], Frames]] = {
             "ours": partial(ours, path, idx),

@@ -9,8 +9,11 @@ generated ones (libx264 with B-frames, mp4v, Matroska).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
+import os
 import random
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 from video_files import BBB, BIKES, assert_exact, index_sets, needs, sequential, write_av, write_mp4v
 
 from zoom_agent import _decode, video
+from zoom_agent._frame_cache import resize
 from zoom_agent.agent import ZoomAgent
 from zoom_agent.approximate import snap_clip, snap_to_keyframes
 from zoom_agent.config import AgentConfig, Budget
@@ -308,3 +312,75 @@ def test_eval_decodes_each_videos_coarse_frames_once(tmp_path: Path) -> None:
         assert src.stats.frames_converted == coarse[0].num_frames
         assert src.stats.shared_clip_hits == 4
         assert src._cache.nbytes <= src._cache.max_bytes
+
+
+# --------------------------------------------------------------------------- keyframe readers
+
+
+@pytest.mark.parametrize("name", ["h264-bframes", "mkv", "bikes-bframes", "bigbuckbunny", "vfr", "raw"])
+def test_key_before_agrees_with_the_index_scan(vids: dict[str, Path], tmp_path: Path, name: str) -> None:
+    # runs() finds each slot's keyframe with one index search instead of reading every entry
+    # (keyframe_slots, 44 ms on the 1-hour file): the same keyframe for every slot.
+    gaps = [200 if k % 2 == 0 else 40 for k in range(30)]
+    path = {
+        **vids,
+        "bikes-bframes": BIKES,
+        "bigbuckbunny": BBB,
+        "vfr": write_av(tmp_path / "vfr.mp4", 30, pts_ms=[sum(gaps[:k]) for k in range(30)], gop=4),
+        "raw": write_av(tmp_path / "clip.h264", 20, rate=10, fmt="h264"),
+    }[name]
+    src = VideoSource(needs(path))
+    dec = src._decoders.main
+    keys = dec.keyframe_slots()
+    for s in range(src.info.num_frames):
+        k = bisect.bisect_right(keys, s) - 1
+        assert dec.key_before(s) == (keys[k] if k >= 0 else None), f"slot {s}"
+    if name == "raw":
+        assert keys == [] and dec.key_before(5) is None
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+@pytest.mark.parametrize("path", [BIKES, BBB], ids=["bikes-bframes", "bigbuckbunny-loop"])
+def test_keyframe_requests_go_to_single_thread_readers(tmp_path: Path, path: Path, workers: int) -> None:
+    # A request made only of keyframes (the approximate mode's coarse view) decodes each
+    # keyframe alone: on decoders without frame threads, several in parallel; exact frames.
+    if path == BBB:  # one keyframe in the clip: loop it for several
+        path = loop_video(needs(BBB), tmp_path / "bbb_4.mp4", loops=4)
+    ref = sequential(needs(path))
+    src = VideoSource(path, workers=workers)
+    keys = list(src.keyframe_indices)
+    assert len(keys) >= 4
+    clip = src.read_indices(keys[::-1])
+    assert clip.frame_indices == tuple(keys[::-1])
+    for k, i in enumerate(clip.frame_indices):
+        assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
+    d = src._decoders
+    assert d.keyframe_workers == (workers or min(os.cpu_count() or 1, 8))
+    assert len(d._readers) == min(d.keyframe_workers, len(keys)) and d._helpers == []
+    assert all(r.threads == 1 for r in d._readers)
+    assert src.stats.frames_decoded == src.stats.seeks == src.stats.drains == len(keys)  # readers' counters in
+    assert d.main.stats.frames_decoded == len(keys) and all(r.stats.frames_decoded == 0 for r in d._readers)
+    # a request with one frame that is not a keyframe takes the usual decoders
+    other = VideoSource(path, workers=workers)
+    other.read_indices([*keys[:2], keys[1] + 3])
+    assert other._decoders._readers == []
+
+
+def test_read_clip_never_stacks_native_frames(tmp_path: Path) -> None:
+    # read_clip resizes straight from the decoded frames, never stacking them at native size
+    # first. Decoded frames live in FFmpeg's buffers (not traced); a numpy stack is traced.
+    path = loop_video(needs(BBB), tmp_path / "bbb_2.mp4", loops=2)
+    src = VideoSource(path, cache_bytes=0)  # nothing kept: every read decodes
+    info = src.info
+    plan = plan_clip(info, info.whole, Budget(), QWEN25, max_frames=24)
+    ref = plan.model_copy(update={"width": 112, "height": 56})  # a coarse view of a long video: small
+    want = np.stack([resize(f, 112, 56) for f in src.read_indices(ref.frame_indices).frames])
+    native = ref.num_frames * info.width * info.height * 3
+    tracemalloc.start()
+    try:
+        clip = src.read_clip(ref)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(clip.frames, want)  # the same pixels as resizing the native read
+    assert peak < 0.2 * native  # with the native stack: 1.0x

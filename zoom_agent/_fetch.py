@@ -7,12 +7,16 @@ container) in a thread of one shared pool, on top of each decoder's frame thread
 releases the GIL while FFmpeg decodes and converts, so the shares overlap on the cores
 (docs/video.md §4 says what this measured here and what to expect with more cores).
 
+A request made only of keyframes (the approximate mode's coarse views) is different: each
+run is one packet decoded alone, where frame threads only add hand-offs, so its runs go to
+*keyframe readers*, decoders without frame threads, one per core (at most
+`MAX_FRAME_THREADS`), in parallel.
+
 Only `video.py` imports this module (it pulls in PyAV through `_decode`).
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import os
 import threading
@@ -58,23 +62,42 @@ class Decoders:
         self.workers = workers or default_workers()
         if self.workers < 1:
             raise ValueError(f"{path}: decode workers must be >= 1, got {workers}")
+        # keyframe readers: as many as workers when set, else one per core (capped)
+        self.keyframe_workers = workers or min(MAX_FRAME_THREADS, os.cpu_count() or 1)
         threads = max(1, min(MAX_FRAME_THREADS, (os.cpu_count() or 1) // self.workers))
-        self._make = lambda c: FrameDecoder(path, probe, c, skip_nonref=skip_nonref, threads=threads)
+        self._make = lambda c, t=threads: FrameDecoder(path, probe, c, skip_nonref=skip_nonref, threads=t)
         self.main = self._make(container)
         self._helpers: list[FrameDecoder] = []
+        self._readers: list[FrameDecoder] = []
 
     @property
     def stats(self) -> DecodeStats:
         return self.main.stats
 
     def close(self) -> None:
-        for d in (self.main, *self._helpers):
+        for d in (self.main, *self._helpers, *self._readers):
             d.close()
 
     def helpers(self, n: int) -> list[FrameDecoder]:
         while len(self._helpers) < n:
             self._helpers.append(self._make(None))
         return self._helpers[:n]
+
+    def readers(self, n: int) -> list[FrameDecoder]:
+        """``n`` keyframe readers: decoders with one thread each (no frame threads)."""
+        while len(self._readers) < n:
+            self._readers.append(self._make(None, 1))
+        return self._readers[:n]
+
+    def assign(self, slots: Sequence[int]) -> list[tuple[FrameDecoder, list[int]]]:
+        """Which decoder reads which of the slots: keyframe readers when every run is one
+        keyframe read alone (and there are several), else the main decoder and its helpers."""
+        runs = self.main.runs(slots)
+        if len(runs) > 1 and self.main.smart and all(len(r) == 1 and self.main.key_before(r[0]) == r[0] for r in runs):
+            parts = _cut(runs, [1] * len(runs), self.keyframe_workers)
+            return list(zip(self.readers(len(parts)), parts, strict=True))
+        parts = shares(self.main, slots, self.workers)
+        return list(zip([self.main, *self.helpers(len(parts) - 1)], parts, strict=True))
 
 
 def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[list[int]]:
@@ -83,8 +106,12 @@ def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[li
     runs = decoder.runs(slots)
     if workers <= 1 or len(runs) <= 1:
         return [[s for run in runs for s in run]]
-    keys = decoder.keyframe_slots()
-    costs = [run[-1] - _key_before(keys, run[0]) + 1 for run in runs]
+    costs = [run[-1] - (decoder.key_before(run[0]) or 0) + 1 for run in runs]
+    return _cut(runs, costs, workers)
+
+
+def _cut(runs: list[list[int]], costs: list[int], workers: int) -> list[list[int]]:
+    """Whole runs in order, cut into at most ``workers`` shares of about equal cost."""
     target = sum(costs) / min(workers, len(runs))
     out: list[list[int]] = [[]]
     acc = 0.0
@@ -95,11 +122,6 @@ def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[li
         out[-1].extend(run)
         acc += cost
     return out
-
-
-def _key_before(keys: list[int], slot: int) -> int:
-    k = bisect.bisect_right(keys, slot) - 1
-    return keys[k] if k >= 0 else 0
 
 
 def _decode_share(decoder: FrameDecoder, slots: list[int]) -> dict[int, np.ndarray]:
@@ -131,17 +153,15 @@ def fetch(decoders: Decoders, cache: FrameCache, wanted: Iterable[int]) -> dict[
     if not misses:
         return found
     stats.decode_calls += 1
-    parts = shares(decoders.main, misses, decoders.workers)
-    helpers = decoders.helpers(len(parts) - 1)
-    futures: list[Future[dict[int, np.ndarray]]] = [
-        _pool().submit(_decode_share, h, part) for h, part in zip(helpers, parts[1:], strict=True)
-    ]
+    (first_decoder, first_part), *rest = decoders.assign(misses)
+    futures: list[Future[dict[int, np.ndarray]]] = [_pool().submit(_decode_share, d, part) for d, part in rest]
     try:
-        first = _decode_share(decoders.main, parts[0])
+        first = _decode_share(first_decoder, first_part)
     finally:  # every helper is done before the lock is let go, even when one failed
         wait(futures)
-        for h in helpers:
-            _absorb(stats, h.stats)
+        for d in (first_decoder, *(d for d, _ in rest)):
+            if d is not decoders.main:
+                _absorb(stats, d.stats)
     results = [first, *(f.result() for f in futures)]
     for part in results:
         for i, arr in part.items():

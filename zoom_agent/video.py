@@ -194,6 +194,13 @@ class VideoSource:
             VideoError: an index out of range or not an integer, an empty request, or no
                 requested frame could be decoded.
         """
+        keep, found = self._decoded(indices)
+        fps = self._info.fps
+        return Clip(np.stack([found[i] for i in keep]), tuple(i / fps for i in keep), keep)
+
+    def _decoded(self, indices: Sequence[int]) -> tuple[tuple[int, ...], dict[int, np.ndarray]]:
+        """The requested indices whose frames exist, in the order asked, and those frames
+        (native, read-only: the cache's own)."""
         from zoom_agent import _decode, _fetch
 
         wanted = self._check_indices(indices)
@@ -208,8 +215,7 @@ class VideoSource:
                 f"{self.path}: none of the frames {_brief(wanted)} could be decoded; the file holds "
                 f"fewer than the {self._info.num_frames} frames its container reports"
             )
-        fps = self._info.fps
-        return Clip(np.stack([found[i] for i in keep]), tuple(i / fps for i in keep), keep)
+        return keep, found
 
     def read_clip(self, ref: ClipRef) -> Clip:
         """Decode a planned clip and resize its frames to ``ref.width`` x ``ref.height``.
@@ -235,9 +241,11 @@ class VideoSource:
             return clip
 
     def _resized(self, ref: ClipRef) -> Clip:
-        clip = self.read_indices(ref.frame_indices)
-        frames = np.stack([resize(f, ref.width, ref.height) for f in clip.frames])
-        return Clip(frames, clip.timestamps, clip.frame_indices)
+        # resized straight from the decoded frames: no stacked copy of them at native size
+        # (for a 768-frame coarse view of a 720p file that copy alone is 2 GB)
+        keep, found = self._decoded(ref.frame_indices)
+        frames = np.stack([resize(found[i], ref.width, ref.height) for i in keep])
+        return Clip(frames, tuple(i / self._info.fps for i in keep), keep)
 
     def _check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
         n = self._info.num_frames
