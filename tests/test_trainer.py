@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +21,9 @@ from zoom_agent.training.config import TrainConfig, available_recipes, load_reci
 from zoom_agent.training.core.loss import policy_loss
 from zoom_agent.training.loop import data as data_mod
 from zoom_agent.training.loop.difficulty import filter_by_difficulty
+from zoom_agent.training.loop.metrics import METRICS_FILE
 from zoom_agent.training.loop.optim import lr_lambda
+from zoom_agent.training.loop.run_folder import TRAIN_CONFIG_FILE
 from zoom_agent.types import GroundedAnswer, Question, Span
 
 # -- config and recipes ---------------------------------------------------------------------
@@ -350,22 +355,24 @@ def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"model": str(build_tiny_model(root / "tiny", "qwen2_5_vl")), "data": str(root / "data")}
 
 
+def _overrides(out: Path, prebuilt: dict[str, str], *extra: str) -> list[str]:
+    """tiny-cpu on the prebuilt model and task, 2 questions x 2 samples per step."""
+    return [
+        f"output_dir={out}",
+        f"policy.path={prebuilt['model']}",
+        f"data.synthetic_dir={prebuilt['data']}",
+        "data.synthetic_videos=1",
+        "data.synthetic_video={duration: 10.0, fps: 4.0, size: [160, 120], num_events: 2}",
+        "group_size=2",
+        "prompts_per_step=2",
+        "agent.max_tokens=8",
+        "progress=false",
+        *extra,
+    ]
+
+
 def _config(out: Path, prebuilt: dict[str, str], *extra: str) -> TrainConfig:
-    return load_recipe(
-        "tiny-cpu",
-        [
-            f"output_dir={out}",
-            f"policy.path={prebuilt['model']}",
-            f"data.synthetic_dir={prebuilt['data']}",
-            "data.synthetic_videos=1",
-            "data.synthetic_video={duration: 10.0, fps: 4.0, size: [160, 120], num_events: 2}",
-            "group_size=2",
-            "prompts_per_step=2",
-            "agent.max_tokens=8",
-            "progress=false",
-            *extra,
-        ],
-    )
+    return load_recipe("tiny-cpu", _overrides(out, prebuilt, *extra))
 
 
 @pytest.mark.slow
@@ -446,29 +453,104 @@ def test_score_runs_the_verifier_for_answered_rollouts(tmp_path: Path, prebuilt:
     assert [p["zoom"] for p in parts] == [1.0, 0.0] and parts[0]["iou"] == 1.0 and parts[0]["answer"] == 1.0
 
 
+# -- kill and resume -----------------------------------------------------------------------
+# The kill happens at a known point, never on a timer: the child kills itself with SIGKILL
+# right after it has logged step KILL_AT (a fault hook on the metrics log), after the
+# checkpoint of step SAVE_EVERY and before the next one.
+
+SAVE_EVERY, KILL_AT, STEPS = 2, 3, 4
+CHILD = """
+import json, os, signal, sys
+from zoom_agent.training.config import load_recipe
+from zoom_agent.training.loop import metrics
+from zoom_agent.training.loop.trainer import Trainer
+
+overrides, kill_at = json.loads(sys.argv[1]), int(sys.argv[2])
+write = metrics.MetricsLog.write
+
+
+def write_then_die(self, line):
+    write(self, line)
+    if int(line["step"]) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+metrics.MetricsLog.write = write_then_die
+Trainer(load_recipe("tiny-cpu", overrides)).train()
+"""
+
+
+def _final_state(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Weights, optimiser/scheduler state and position of a run's last checkpoint."""
+    from safetensors.torch import load_file
+
+    step = out / "checkpoints" / f"step_{STEPS:06d}"
+    weights: dict[str, Any] = {}
+    for f in sorted((step / "model").glob("*.safetensors")):
+        weights |= load_file(f)
+    optim = torch.load(step / "optimizer.pt", weights_only=True)
+    return weights, optim, json.loads((step / "trainer_state.json").read_text())
+
+
+def _assert_same(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=where)
+    else:
+        assert a == b, where
+
+
 @pytest.mark.slow
-def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, prebuilt: dict[str, str]) -> None:
+def test_killed_mid_run_then_rerun_resumes_from_its_checkpoint_and_equals_an_uninterrupted_run(
+    tmp_path: Path, prebuilt: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoom_agent.cli import main
     from zoom_agent.training.loop.trainer import Trainer
 
-    straight = Trainer(_config(tmp_path / "a", prebuilt, "max_steps=3"))
-    straight.train()
-    interrupted = Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3"))
-    interrupted.step()
-    interrupted.step()
-    interrupted.save()
-    interrupted.step()  # logged, then "killed" before its checkpoint
-    resumed = Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3"))
-    assert (resumed.step_count, resumed.consumed) == (2, 4)
-    history = resumed.train()
-    assert [int(m["step"]) for m in history] == [3]
-    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
-    lines_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    lines_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines_b] == [1, 2, 3]  # the step logged after the checkpoint was dropped
-    assert [x["reward/total"] for x in lines_a] == [x["reward/total"] for x in lines_b]
-    assert (tmp_path / "b" / "final_model" / "config.json").is_file()
-    assert Trainer(_config(tmp_path / "b", prebuilt, "max_steps=3")).train() == []  # nothing left to do
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    run = (f"max_steps={STEPS}", f"save_every={SAVE_EVERY}")
+    overrides = _overrides(killed, prebuilt, *run)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(overrides), str(KILL_AT)], capture_output=True, text=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    logged = (killed / METRICS_FILE).read_bytes().splitlines(keepends=True)
+    assert [json.loads(x)["step"] for x in logged] == [1, 2, 3]  # step 3 logged, its checkpoint never came
+    settings = (killed / TRAIN_CONFIG_FILE).read_bytes()
+
+    capsys.readouterr()
+    assert main(["train", "tiny-cpu", "--override", *overrides]) == 0  # the same command again
+    out = capsys.readouterr().out
+    assert f"from its checkpoint at step {SAVE_EVERY}/{STEPS}; steps [{KILL_AT}] logged after it run again" in out
+    resumed = (killed / METRICS_FILE).read_bytes().splitlines(keepends=True)
+    assert resumed[:SAVE_EVERY] == logged[:SAVE_EVERY]  # appended: the kept lines keep their bytes
+    assert [json.loads(x)["step"] for x in resumed] == list(range(1, STEPS + 1))  # no step twice
+    assert (killed / TRAIN_CONFIG_FILE).read_bytes() == settings
+
+    Trainer(load_recipe("tiny-cpu", _overrides(straight, prebuilt, *run))).train()
+    whole = [json.loads(x) for x in (straight / METRICS_FILE).read_text().splitlines()]
+    again = [json.loads(x) for x in resumed]
+    for key in ("reward/total", "lr", "actor/kl", "actor/grad_norm"):
+        assert [x[key] for x in again] == pytest.approx([x[key] for x in whole], abs=1e-6), key
+    weights, optim, position = _final_state(killed)
+    weights_0, optim_0, position_0 = _final_state(straight)
+    assert position == position_0 == {"step": STEPS, "consumed": STEPS * 2}
+    _assert_same(weights, weights_0, "model")
+    _assert_same(optim, optim_0, "optimizer")
+
+    assert (killed / "final_model" / "config.json").is_file()
+    assert Trainer(load_recipe("tiny-cpu", overrides)).train() == []  # nothing left to do
+
+    status = main(["train", "tiny-cpu", "--override", *overrides, "optim.lr=0.02"])  # another run: refused
+    assert status == 2 and "optim.lr 0.01 -> 0.02" in capsys.readouterr().err
+    assert (killed / METRICS_FILE).read_bytes() == b"".join(resumed)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Checkpoints of a GRPO run: model, optimiser, scheduler, data position and RNG state.
 
-Layout under ``OUTPUT_DIR/checkpoints``::
+Layout under ``OUTPUT_DIR/checkpoints`` (`CHECKPOINTS_DIR`)::
 
     step_000010/model/           save_pretrained model + processor (loads like any model dir)
     step_000010/optimizer.pt     optimiser and scheduler state
@@ -25,6 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+CHECKPOINTS_DIR = "checkpoints"
+"""Under OUTPUT_DIR: the checkpoints of a run."""
+FINAL_MODEL_DIR = "final_model"
+"""Under OUTPUT_DIR: the model at the end of a run (a model folder)."""
 LATEST = "latest"
 
 

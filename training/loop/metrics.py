@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,43 @@ from zoom_agent.training.loop import distributed as dist
 from zoom_agent.training.rollout.trajectory import Trajectory
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def resume_log(path: Path, step: int) -> list[int]:
+    """Cut the metrics file after its last line of a step <= ``step`` (the checkpoint a run
+    resumes from); return the steps of the lines cut, which the run logs again.
+
+    The file is truncated, never rewritten: the lines that stay keep their bytes. A torn
+    last line (a kill mid-write) is cut too; a line that does not parse before the end means
+    something else edited the file, and raises instead of guessing.
+    """
+    if not path.is_file():
+        return []
+    lines = path.read_bytes().splitlines(keepends=True)
+    keep = 0
+    dropped: list[int] = []
+    for number, raw in enumerate(lines, start=1):
+        logged = _step_of(raw)
+        if logged is None and number < len(lines):
+            raise ValueError(f"{path}: line {number} is not a metrics line but more lines follow it: fix or remove it")
+        if logged is None:
+            break
+        if logged > step or dropped:
+            dropped.append(logged)
+        else:
+            keep += len(raw)
+    if keep < path.stat().st_size:
+        os.truncate(path, keep)
+    return sorted(set(dropped))
+
+
+def _step_of(raw: bytes) -> int | None:
+    """The step of a whole metrics line, or None (torn or not a metrics object)."""
+    try:
+        return int(json.loads(raw)["step"]) if raw.endswith(b"\n") else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def rollout_metrics(
@@ -85,28 +123,26 @@ class Timings:
 
 
 class MetricsLog:
-    """One JSON object per step in ``OUTPUT_DIR/metrics.jsonl`` (+ TensorBoard, W&B if asked).
+    """One JSON object per step appended to ``OUTPUT_DIR/metrics.jsonl`` (+ TensorBoard, W&B if asked).
 
-    On resume from step k, lines after step k (logged before a crash) are dropped first.
+    On resume from step k the file is cut after its last line of step k (`resume_log`): the
+    lines of steps 1..k stay byte for byte, the steps logged after the checkpoint (to be
+    run again) and a torn last line go, and the resumed steps are appended.
     """
 
     def __init__(self, out: Path, config: TrainConfig, *, enabled: bool, resume_step: int) -> None:
         self.enabled = enabled
         self.path = out / METRICS_FILE
+        self.dropped: list[int] = []  # steps logged after the checkpoint, run again
         self._tb: Any = None
         self._wandb: Any = None
         if not enabled:
             return
-        (out / "train_config.json").write_text(config.model_dump_json(indent=1) + "\n")
-        if self.path.is_file():
-            kept = [
-                ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step
-            ]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self.dropped = resume_log(self.path, resume_step)
         if config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(out / "tensorboard"))
+            self._tb = SummaryWriter(str(out / TENSORBOARD_DIR))
         if config.wandb_project:
             import wandb
 

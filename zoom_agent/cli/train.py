@@ -12,6 +12,8 @@ import argparse
 import json
 from typing import Any
 
+from zoom_agent.cli.errors import UsageError
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train`` to the ``zoom-agent`` sub-commands."""
@@ -43,6 +45,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "at rollout steps 0, 10, 200 and 500, then exit (loads no model and no data)",
     )
     train.add_argument("--json", action="store_true", help="with --dry-run: one JSON object")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUTPUT_DIR holds a run with other settings: remove its checkpoints, metrics and models and "
+        "start afresh (default: refuse, naming the settings that differ; a rerun with the same settings resumes)",
+    )
     train.set_defaults(run=run)
     return train
 
@@ -80,14 +88,21 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(plan["config"], indent=2))
         return 0
     from zoom_agent.training.loop.metrics import METRICS_FILE
+    from zoom_agent.training.loop.preflight import RunSetupError
     from zoom_agent.training.loop.trainer import Trainer
 
-    trainer = Trainer(config)
+    try:
+        trainer = Trainer(config, overwrite=args.overwrite)
+    except RunSetupError as exc:  # found before anything was built or loaded
+        raise UsageError(str(exc)) from None
+    out = config.output_dir
+    if trainer.ctx.is_main and trainer.step_count:
+        again = f"; steps {trainer.log.dropped} logged after it run again" if trainer.log.dropped else ""
+        print(f"resuming {out} from its checkpoint at step {trainer.step_count}/{trainer.total_steps}{again}")
     if trainer.ctx.is_main and getattr(trainer, "sharded", False):
         print(f"FSDP: the policy is sharded over {trainer.ctx.world} processes, rollouts run on a full copy")
     history = trainer.train()
     if trainer.ctx.is_main:
-        out = config.output_dir
         if history:
             first, last = history[0]["reward/total"], history[-1]["reward/total"]
             print(
