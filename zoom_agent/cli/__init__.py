@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         try:
             status = int(args.run(args) or 0)
-            sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+            if not sys.stdout.closed:  # `mcp` over stdio closes it when the client leaves
+                sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
             return status
         except BrokenPipeError:
             raise
