@@ -27,7 +27,7 @@ class ZoomAgent:
 
     Args:
         model: a `VLM`, or a spec `zoom_agent.models.load_model` understands (a local
-            model directory for transformers, ``oracle[:NOISE]`` for pipeline checks).
+            model folder, a server URL, a ``provider:model`` string: `zoom_agent.models.MODEL_FORMS`).
         config: how the agent runs (dialect, budget, zoom rounds, ...).
         checkpointer: optional LangGraph checkpointer, so a ``thread_id`` can be resumed.
         approve_zooms: pause before each zoom round until `resume` gives a decision
