@@ -113,3 +113,37 @@ def test_demo_runs_offline(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "temporal_zoom" in out.stdout and "answers are meaningless" in out.stdout
     assert sorted(p.name.split("_")[1] for p in (tmp_path / "frames").glob("*.png")) == ["coarse", "zoom"]
+
+
+def test_open_ended_question_on_the_real_model(task, models):
+    # no options: the prompt asks for a free-text answer, and the random model's reply either
+    # parses to some text or leaves the question "unanswered", never a crash or a letter guess
+    from zoom_agent.agent import make_question
+    from zoom_agent.models.hf import TransformersVLM
+
+    question = make_question(task[0].video, "What is written on the sign?")
+    vlm = TransformersVLM(models["qwen2_5_vl"])
+    seen = []
+    original = vlm.generate
+
+    async def recording(request):
+        seen.append(request)
+        return await original(request)
+
+    vlm.generate = recording  # type: ignore[method-assign]
+    config = AgentConfig(budget=Budget(visual_tokens=256), max_tokens=16)
+    result = asyncio.run(ZoomAgent(vlm, config).arun(question))
+    assert "<answer>YOUR ANSWER</answer>" in seen[0].turns[-1].text and "Options:" not in seen[0].turns[-1].text
+    assert result.status in {"answered", "unanswered"} and result.turns
+    if result.status == "answered":
+        assert isinstance(result.answer, str) and result.answer.strip() and result.answer_index is None
+    else:
+        assert result.answer is None and result.error == "no valid answer in any turn"
+
+
+def test_cli_asks_an_open_question_on_the_tiny_model(task, models):
+    video = task[0].video
+    out = _cli("ask", video, "What is written on the sign?", "--model", str(models["qwen2_5_vl"]), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] in {"answered", "unanswered"} and result["answer_index"] is None

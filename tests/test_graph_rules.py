@@ -208,3 +208,14 @@ def test_the_synthetic_task_takes_its_video_count_as_given():
     assert get_task("synthetic", video_root="/tmp/x", num_videos=3).args["num_videos"] == 3
     with pytest.raises(ValueError, match=r"num_videos \(--num-videos\) must be >= 1, got 0"):
         get_task("synthetic", video_root="/tmp/x", num_videos=0)  # was read as "unset": 8 videos
+
+
+def test_ask_prints_an_open_ended_answer_once_and_every_warning():
+    from zoom_agent.cli.ask import describe
+
+    result = run(ScriptedVLM([reply("NO PARKING", "[(50.0, 80.0)]")]), OPEN)
+    text = describe(result)
+    assert "answer: NO PARKING\n" in text and text.count("NO PARKING") == 2  # the reply line and the answer
+    assert "warning: evidence span 50-80 s reaches outside the video" in text
+    letter = describe(run(ScriptedVLM([reply("B")]), CHOICE))
+    assert "answer: B green" in letter and "warning" not in letter
