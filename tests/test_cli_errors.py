@@ -61,7 +61,15 @@ def test_visual_tokens_too_small_is_one_usage_line(
     value: str, says: str, video: Path, unloadable_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, err = run_cli(["ask", str(video), "q?", "--model", str(unloadable_model), "--visual-tokens", value], capsys)
-    assert code == 2 and says in one_line(err)
+    assert code == 2 and one_line(err).startswith(f"zoom-agent ask: error: {says}")
+    assert one_line(err).count("visual") == 1  # said once, not twice
+
+
+def test_serve_names_its_visual_tokens_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["serve", "m", "--video-root", ".", "--visual-tokens", "0", "--dry-run"], capsys)
+    assert code == 2 and one_line(err) == (
+        "zoom-agent serve: error: --visual-tokens: Input should be greater than 0 (got 0) (see zoom-agent serve --help)"
+    )
 
 
 def test_eval_refuses_bad_flags_before_making_videos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,7 +96,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         return validation_line(exc)
     wrapped = exc.__cause__ or exc.__context__  # e.g. load_recipe's "recipe ... is invalid:" + the dump
-    if isinstance(wrapped, ValidationError):
+    if isinstance(wrapped, ValidationError) and "validation error" in str(exc):
         return f"{str(exc).split(chr(10), 1)[0].rstrip(': ')}: {validation_line(wrapped)}"
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     return " ".join(text.split()) or type(exc).__name__

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from zoom_agent.cli.errors import UsageError, validation_line
 from zoom_agent.cli.options import parameter_default
 from zoom_agent.config import Budget
 from zoom_agent.geometry import FAMILIES
@@ -65,6 +68,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the vLLM command; print it (``--dry-run``) or run vLLM in the foreground."""
+    try:
+        budget = Budget(visual_tokens=args.visual_tokens)
+    except ValidationError as exc:
+        raise UsageError(validation_line(exc, {"visual_tokens": "--visual-tokens"})) from None
     cmd = build_vllm_command(
         args.model,
         video_root=args.video_root,
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         limit_mm_per_prompt={"image": args.max_images, "video": args.max_videos},
         chat_template=args.chat_template,
         family=args.family,
-        budget=Budget(visual_tokens=args.visual_tokens),
+        budget=budget,
         served_model_name=args.served_model_name,
         python=args.python,
         extra=shlex.split(args.vllm_args),
