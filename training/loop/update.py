@@ -119,6 +119,7 @@ class PolicyUpdate:
         """Each trajectory's policy-token log-probs before any update (no gradient), and
         their max |recomputed - sampled|."""
         old, diff = [], 0.0
+        padding = self._padding(len(trajs))
         with torch.no_grad():
             for traj in trajs:
                 with timer("render"):
@@ -127,7 +128,7 @@ class PolicyUpdate:
                     logp, _ = policy_logprobs(self.model, inputs, traj.policy_positions, self.banned_ids)
                 diff = max(diff, self._check_sampled(traj, logp))
                 old.append(logp.detach())
-            self._pad(len(trajs), backward=False)
+            self._pad(padding, backward=False)
         return old, diff
 
     def _update(
@@ -140,6 +141,7 @@ class PolicyUpdate:
         """One optimiser step on ``trajs`` (this rank's part of one mini-batch)."""
         local = [float(sum(len(a) for a in advantages)), float(len(trajs))]
         tokens, sequences = dist.all_reduce_sum(local, self.ctx)
+        padding = self._padding(len(trajs))
         self.optimizer.zero_grad(set_to_none=True)
         sums = dict.fromkeys(STAT_NAMES, 0.0)
         diff = adv_max = 0.0
@@ -153,15 +155,19 @@ class PolicyUpdate:
                 sums[k] += stats[k]
             diff = max(diff, seq_diff)
             adv_max = max(adv_max, float(adv.abs().max()))
-        self._pad(len(trajs), backward=True)
+        self._pad(padding, backward=True)
         return self._step(sums, tokens, [diff, adv_max])
 
-    def _pad(self, count: int, *, backward: bool) -> None:
-        """FSDP: the zero-weight passes that bring this rank's ``count`` up to the busiest
-        rank's (a forward of ``self.pad``, and a backward of 0 times its log-probs)."""
-        if not self.sharded:
-            return
-        for _ in range(fsdp.padding_passes(count, self.pad is not None, self.ctx)):
+    def _padding(self, count: int) -> int:
+        """FSDP: how many zero-weight passes bring this rank's ``count`` up to the busiest
+        rank's. Agreed (a collective) before any pass: FSDP's own collectives run inside the
+        passes, so ranks must not meet in another one between them."""
+        return fsdp.padding_passes(count, self.pad is not None, self.ctx) if self.sharded else 0
+
+    def _pad(self, passes: int, *, backward: bool) -> None:
+        """FSDP: ``passes`` zero-weight passes: a forward of ``self.pad``, and a backward of
+        0 times its log-probs."""
+        for _ in range(passes):
             assert self.pad is not None  # padding_passes raised otherwise
             inputs = replay_inputs(self.policy, self.pad)
             logp, _ = policy_logprobs(self.model, inputs, self.pad.policy_positions, self.banned_ids)
