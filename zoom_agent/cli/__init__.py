@@ -1,7 +1,8 @@
 """The ``zoom-agent`` command: one module per sub-command.
 
 ``ask`` (`zoom_agent.cli.ask`), ``eval`` (`.eval`), ``train`` (`.train`), ``serve``
-(`.serve`), ``mcp`` (`.mcp`), ``view`` (`.view`), ``demo`` (`.demo`), ``tiny-model`` (`.tiny_model`). Each module has
+(`.serve`), ``mcp`` (`.mcp`), ``view`` (`.view`), ``demo`` (`.demo`), ``tiny-model`` (`.tiny_model`),
+``synthetic-video`` (`.synthetic_video`). Each module has
 ``register(subparsers)``, which adds its parser and sets ``run(args) -> exit status``.
 Expected errors are one line on stderr (`zoom_agent.cli.errors`): usage errors, bad flag
 values and inputs checked before any work starts (a missing video or ``--video-root``, a
@@ -17,13 +18,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from zoom_agent.cli import ask, demo, eval, mcp, serve, tiny_model, train, view
+from zoom_agent.cli import ask, demo, eval, mcp, serve, synthetic_video, tiny_model, train, view
 from zoom_agent.cli.errors import ERRORS, quiet_broken_pipe, report
 from zoom_agent.cli.options import UsageParser, command_usage
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (ask, eval, train, serve, mcp, view, demo, tiny_model)
+COMMANDS = (ask, eval, train, serve, mcp, view, demo, tiny_model, synthetic_video)
 
 
 def build_parser() -> UsageParser:
@@ -35,7 +36,9 @@ def build_parser() -> UsageParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
-    parser.set_defaults(run=command_usage(parser, "ask, eval, train, serve, mcp, view, demo, tiny-model"))
+    parser.set_defaults(
+        run=command_usage(parser, "ask, eval, train, serve, mcp, view, demo, tiny-model, synthetic-video")
+    )
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from zoom_agent.cli.errors import UsageError, one_line
 from zoom_agent.cli.options import add_agent_options, agent_config, check_model_spec
+from zoom_agent.cli.smoke import SMOKE_TOKENS, smaller, smoke_mode
 from zoom_agent.progress import stage
 from zoom_agent.types import ClipRef, GroundedAnswer, VideoInfo
 
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from zoom_agent.sync import shared_loop
 
     config = agent_config(args)
+    if smoke_mode():  # CI runs the README's commands at smoke sizes (zoom_agent.cli.smoke)
+        tokens = smaller("ask", "max_tokens", config.max_tokens, SMOKE_TOKENS)
+        config = config.model_copy(update={"max_tokens": tokens})
     check_model_spec(args.model, oracle=False)
     info = checked_video(args.video)
     stage(f"ask: loading model {args.model}")

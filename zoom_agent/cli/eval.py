@@ -26,6 +26,7 @@ from zoom_agent.cli.options import (
     parameter_default,
     positive_int,
 )
+from zoom_agent.cli.smoke import SMOKE_QUESTIONS, SMOKE_VIDEOS, smaller, smoke_mode
 from zoom_agent.datasets.synthetic import make_synthetic_task
 from zoom_agent.datasets.synthetic_gqa import GQA_TASK, SPLITS
 from zoom_agent.eval.report import REPORT_FILE, write_report
@@ -204,6 +205,10 @@ def _model(spec: str, questions: list[Question], seed: int, family: Family | Non
 def _run(args: argparse.Namespace) -> int:
     from zoom_agent.agent import ZoomAgent
 
+    if smoke_mode():  # CI runs the README's commands at smoke sizes (zoom_agent.cli.smoke)
+        args.limit = smaller("eval", "--limit", args.limit, SMOKE_QUESTIONS)
+        if hasattr(args, "num_videos"):  # the synthetic tasks
+            args.num_videos = smaller("eval", "--num-videos", args.num_videos, SMOKE_VIDEOS)
     config = agent_config(args)  # every input is checked before videos are made or a model loads
     check_model_spec(args.model, oracle=True)
     _check_inputs(args)

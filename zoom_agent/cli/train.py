@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from zoom_agent.cli.errors import UsageError
+from zoom_agent.cli.smoke import SMOKE_STEPS, smaller, smoke_mode
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_dotted_keys([item.partition("=")[0].strip() for item in args.override], TrainConfig, "--override")
     config = load_recipe(args.recipe, args.override)
+    if smoke_mode() and not args.dry_run:  # CI runs the README's commands at smoke sizes
+        steps = smaller("train", "max_steps", config.max_steps, SMOKE_STEPS)
+        config = load_recipe(args.recipe, [*args.override, f"max_steps={steps}"])
     if args.dry_run:
         plan = dry_run(config)
         if args.json:
