@@ -122,6 +122,7 @@ def _zoom_rounds(doc: Mapping[str, Any], scores: Sequence[QuestionScore], zooms:
         bars = left.bar([x + offset for x in xs], heights, width=width, color=colour, label=label)
         left.bar_label(bars, labels=[str(h) if h else "" for h in heights], fontsize=7)
     left.set_xticks(xs)
+    left.set_ylim(0, max([*rounds.values(), *calls.values()]) * 1.12)  # room for the count labels
     left.set_xlabel("per question")
     left.set_ylabel("questions")
     left.legend(fontsize=8)
