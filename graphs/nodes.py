@@ -164,7 +164,8 @@ async def call_model(state: ZoomState, runtime: Runtime[ZoomContext]) -> dict[st
     asked = _zoom_calls(parsed, config)
     calls = asked[: config.max_parallel_zooms]  # the one place the per-turn cap applies
     update: dict[str, Any] = {"turns": [reply], "calls": calls}
-    if len(asked) > len(calls):  # recorded on the turn; observe tells the model (dropped_calls_note)
+    zooming = rounds_taken(state) < config.zoom_rounds()  # else no call runs: the reminder says so
+    if zooming and len(asked) > len(calls):  # recorded on the turn; observe tells the model (dropped_calls_note)
         trace = trace.model_copy(update={"zoom_calls_dropped": len(asked) - len(calls)})
         note = protocol.dropped_calls_note(len(asked), len(calls))
         update["warnings"] = [f"round {trace.round}: {note}"]

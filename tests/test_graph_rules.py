@@ -99,6 +99,11 @@ def test_dropped_zoom_calls_are_told_to_the_model_and_recorded():
     assert any("46 were dropped" in w for w in result.warnings)
     within = run(ScriptedVLM([call(1, 2) + call(3, 4), reply("A")]), CHOICE)
     assert within.warnings == () and within.turns[0].zoom_calls_dropped == 0
+    # with no zoom rounds left none runs: the reminder says so, and nothing counts as dropped by the cap
+    spent = run(
+        ScriptedVLM([fifty, reply("A")]), CHOICE, AgentConfig(budget=Budget(visual_tokens=1024), max_zoom_rounds=0)
+    )
+    assert spent.turns[0].zoom_calls_dropped == 0 and spent.warnings == () and spent.zooms == ()
 
 
 def test_the_fresh_fine_pass_records_dropped_calls_too():
@@ -191,7 +196,7 @@ def test_the_command_line_refuses_infinite_zoom_pad_and_zero_videos(tmp_path, ca
 
     code = main(["ask", str(tmp_path / "v.mp4"), "q?", "--model", "oracle", "--zoom-pad", "inf"])
     err = capsys.readouterr().err
-    assert code in (1, 2) and len(err.strip().splitlines()) == 1 and "zoom_pad" in err and "finite" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--zoom-pad" in err and "finite number" in err
     for bad in ("0", "-3"):
         with pytest.raises(SystemExit) as exit_:
             main(["eval", "synthetic", "--model", "oracle", "--out", str(tmp_path / "o"), "--num-videos", bad])
