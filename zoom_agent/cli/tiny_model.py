@@ -31,7 +31,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--size",
         choices=SIZE_NAMES,
         default=parameter_default(build_tiny_model, "size"),
-        help="tiny (tests, ~0.2 M parameters) or small (learns the synthetic-gqa task on a CPU)",
+        help="tiny (tests, ~0.2 M parameters) or small (1.01 M, for the synthetic-gqa task on a CPU)",
     )
     p.set_defaults(run=run)
     return p

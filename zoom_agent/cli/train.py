@@ -93,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from zoom_agent.training.loop.metrics import METRICS_FILE
     from zoom_agent.training.loop.preflight import RunSetupError
+    from zoom_agent.training.loop.sft import SFTTrainer
     from zoom_agent.training.loop.trainer import Trainer
 
     try:
-        trainer = Trainer(config, overwrite=args.overwrite)
+        trainer = (SFTTrainer if config.algorithm == "sft" else Trainer)(config, overwrite=args.overwrite)
     except RunSetupError as exc:  # found before anything was built or loaded
         raise UsageError(str(exc)) from None
     out = config.output_dir
@@ -108,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
     history = trainer.train()
     if trainer.ctx.is_main:
         if history:
-            first, last = history[0]["reward/total"], history[-1]["reward/total"]
+            key = "sft/loss" if config.algorithm == "sft" else "reward/total"
+            first, last = history[0][key], history[-1][key]
             print(
                 f"trained {len(history)} steps (step {trainer.step_count}/{trainer.total_steps}); "
-                f"reward/total {first:.3f} -> {last:.3f}"
+                f"{key} {first:.3f} -> {last:.3f}"
             )
         else:
             print(f"nothing to do: {out} already holds step {trainer.step_count}/{trainer.total_steps}")

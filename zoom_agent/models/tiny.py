@@ -111,9 +111,9 @@ class ModelSize:
 SIZES: dict[str, ModelSize] = {
     # tests and CI: about 0.2 M parameters, built in ~2 s
     "tiny": ModelSize(64, 128, 2, 2, 1, 2, 32, 1, {"qwen2_5_vl": (4, 6, 6), "qwen3_vl": (6, 5, 5)}),
-    # learns the synthetic-gqa task on a CPU (docs/training.md §8): head_dim 64, sections
+    # for the synthetic-gqa task on a CPU (docs/training.md §8): 1.01 M parameters, head_dim 64, sections
     # in the real checkpoints' proportions (Qwen2.5-VL 16/24/24, Qwen3-VL 24/20/20 of 64)
-    "small": ModelSize(256, 768, 4, 4, 2, 4, 128, 2, {"qwen2_5_vl": (8, 12, 12), "qwen3_vl": (12, 10, 10)}),
+    "small": ModelSize(128, 384, 3, 2, 1, 2, 64, 1, {"qwen2_5_vl": (8, 12, 12), "qwen3_vl": (12, 10, 10)}),
 }
 SIZE_NAMES = tuple(SIZES)
 
@@ -399,7 +399,7 @@ def build_tiny_model(
         overwrite: replace an existing non-empty ``out_dir``.
         on_stage: called with the name of each step as it begins (the CLI shows them).
         size: a `SIZES` preset: ``tiny`` (tests, about 0.2 M parameters) or ``small``
-            (about 4 M, learns the synthetic-gqa task on a CPU).
+            (1.01 M, meant to learn the synthetic-gqa task on a CPU).
 
     Returns:
         The resolved ``out_dir``.

@@ -1,0 +1,121 @@
+"""The method's experiment wires together: SFT targets, the SFT trainer, GRPO from its model.
+
+The experiment itself (benchmarks/ablation_credit.py) is too long for CI; these check that
+its parts fit: the target replies earn every reward the paper's functions give, the SFT loss
+covers exactly the reply tokens, and a few SFT steps then a GRPO step run on the small
+preset through the shipped recipes (docs/training.md §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from zoom_agent.datasets.synthetic_gqa import make_gqa_split
+from zoom_agent.training.config import load_recipe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory: pytest.TempPathFactory) -> list:
+    return make_gqa_split(tmp_path_factory.mktemp("gqa"), "train", num_videos=1)
+
+
+@pytest.mark.parametrize("zoom", [True, False])
+def test_targets_earn_format_iou_and_answer(questions: list, zoom: bool) -> None:
+    """The teacher's conversation, run through the zoom graph, scores 1 on format, IoU and
+    answer under the project's reward functions (the layout the parser accepts)."""
+    from zoom_agent.geometry import GEOMETRY
+    from zoom_agent.training.core.rewards import PAPER_WEIGHTS, trajectory_rewards
+    from zoom_agent.training.loop.sft import target_conversation
+
+    agent = load_recipe("synthetic-sft").agent
+    if not zoom:
+        agent = agent.model_copy(update={"max_zoom_rounds": 0})
+    for q in questions:
+        ex = asyncio.run(target_conversation(q, agent, GEOMETRY["qwen2_5_vl"]))
+        assert len(ex.replies) == (2 if zoom else 1)
+        assert ex.result.rounds == (1 if zoom else 0)
+        parts = trajectory_rewards(q, ex.result, zoom=1.0, weights=PAPER_WEIGHTS)
+        assert (parts["format"], parts["iou"], parts["answer"]) == (1.0, 1.0, 1.0), (q.id, ex.replies, parts)
+        assert "<time>" in ex.replies[0]
+
+
+def test_sft_loss_covers_exactly_the_reply_tokens(questions: list, tmp_path: Path) -> None:
+    from zoom_agent.models.hf import TransformersVLM
+    from zoom_agent.models.tiny import build_tiny_model
+    from zoom_agent.training.loop.sft import sft_inputs, target_conversation
+
+    vlm = TransformersVLM(build_tiny_model(tmp_path / "m"), device="cpu")
+    agent = load_recipe("synthetic-sft").agent
+    ex = asyncio.run(target_conversation(questions[0], agent, vlm.geometry))
+    inputs, positions = sft_inputs(vlm, ex)
+    ids = inputs["input_ids"][0].tolist()
+    assert positions == sorted(set(positions)) and positions[-1] == len(ids) - 1
+    taught = vlm.tokenizer.decode([ids[p] for p in positions], skip_special_tokens=False)
+    assert taught == "".join(f"{r}<|im_end|>" for r in ex.replies)
+
+
+def test_sft_then_grpo_on_the_small_preset(tmp_path: Path) -> None:
+    """Three SFT steps lower the loss and write the trainer's layout; a GRPO step from the
+    SFT model runs with the sampled and recomputed log-probs agreeing."""
+    from zoom_agent.training.loop.metrics import METRICS_FILE
+    from zoom_agent.training.loop.sft import SFTTrainer
+    from zoom_agent.training.loop.trainer import Trainer
+
+    data = tmp_path / "data"
+    sft_out = tmp_path / "sft"
+    sft = load_recipe(
+        "synthetic-sft",
+        [
+            f"output_dir={sft_out}",
+            "max_steps=3",
+            "val_every=3",
+            "prompts_per_step=2",
+            f"data.synthetic_dir={data}",
+            "data.split_videos=1",
+            f"val_data.synthetic_dir={data}",
+            "val_data.split_videos=1",
+            "val_data.limit=2",
+            "sft.no_zoom_share=0.5",
+            "progress=false",
+        ],
+    )
+    assert sft.policy.tiny_size == "small"
+    SFTTrainer(sft).train()
+    rows = [json.loads(line) for line in (sft_out / METRICS_FILE).read_text().splitlines()]
+    steps = [r for r in rows if "sft/loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert steps[-1]["sft/loss"] < steps[0]["sft/loss"], [r["sft/loss"] for r in steps]
+    val = [r for r in rows if "val/total" in r]
+    assert len(val) == 1 and {"val/format", "val/iou", "val/answer", "val/zoom"} <= set(val[0])
+    assert (sft_out / "final_model" / "config.json").is_file()
+    assert (sft_out / "checkpoints" / "latest").is_file()
+
+    grpo_out = tmp_path / "grpo"
+    grpo = load_recipe(
+        "synthetic-grpo",
+        [
+            f"output_dir={grpo_out}",
+            f"policy.path={sft_out / 'final_model'}",
+            "max_steps=1",
+            "group_size=2",
+            "prompts_per_step=1",
+            f"data.synthetic_dir={data}",
+            "data.split_videos=1",
+            "progress=false",
+        ],
+    )
+    (line,) = Trainer(grpo).train()
+    assert line["rollout/count"] == 2 and line["rollout/logprob_diff"] < 1e-3
+    assert {"reward/format", "reward/iou", "reward/answer", "reward/zoom"} <= set(line)
