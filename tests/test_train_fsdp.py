@@ -98,6 +98,37 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _assert_same_training(a: Path, b: Path, steps: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Runs ``a`` and ``b`` logged the same rewards and token counts, losses within
+    `LOSS_TOL`, and wrote final models within `WEIGHT_TOL`; returns both models' weights."""
+    one, two = _metrics(a), _metrics(b)  # rank 0 writes the global metrics once
+    assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, steps + 1))
+    for x, y in zip(one, two, strict=True):
+        assert {k: x[k] for k in EXACT} == {k: y[k] for k in EXACT}, "the same rollouts, rewards and tokens"
+        got, want = torch.tensor([y[k] for k in COMPARED]), torch.tensor([x[k] for k in COMPARED])
+        torch.testing.assert_close(got, want, **LOSS_TOL, msg=lambda m, s=x["step"]: f"step {s}: {m}")
+    assert any(m["actor/grad_norm"] > 0 for m in one), "the run must train"
+    final_one, final_two = _weights(a / ckpt.FINAL_MODEL_DIR), _weights(b / ckpt.FINAL_MODEL_DIR)
+    assert final_two.keys() == final_one.keys()
+    for name, want in final_one.items():
+        assert final_two[name].shape == want.shape, f"{name}: a full tensor, not a shard"
+        torch.testing.assert_close(final_two[name], want, **WEIGHT_TOL, msg=lambda m, n=name: f"{n}: {m}")
+    diffs = torch.cat([(final_two[n] - w).abs().flatten() for n, w in final_one.items()])
+    assert float(diffs.mean()) <= MEAN_WEIGHT_TOL
+    return final_one, final_two
+
+
+def _prebuilt(tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny model and the synthetic task every run of a test shares."""
+    from zoom_agent.datasets.synthetic import make_synthetic_task
+    from zoom_agent.models.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny", "qwen2_5_vl")
+    data = tmp_path / "data"
+    make_synthetic_task(data, num_videos=1, duration=10.0, fps=4.0, size=(160, 120), num_events=2)
+    return model, data
+
+
 def _load_model(folder: Path) -> torch.nn.Module:
     from transformers import AutoModelForImageTextToText
 
@@ -109,33 +140,15 @@ def _load_model(folder: Path) -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_fsdp_two_processes_train_like_one(tmp_path: Path) -> None:
-    from zoom_agent.datasets.synthetic import make_synthetic_task
-    from zoom_agent.models.tiny import build_tiny_model
-
-    model = build_tiny_model(tmp_path / "tiny", "qwen2_5_vl")
-    data = tmp_path / "data"
-    make_synthetic_task(data, num_videos=1, duration=10.0, fps=4.0, size=(160, 120), num_events=2)
+    model, data = _prebuilt(tmp_path)
     alone, sharded = tmp_path / "alone", tmp_path / "fsdp"
     train = ["-m", "zoom_agent.cli", "train", "tiny-cpu", "--override"]
     _run([sys.executable, *train, *_overrides(alone, model, data)], tmp_path)
     stdout = _run([*_launch(), *train, *_overrides(sharded, model, data)], tmp_path)
     assert "FSDP: the policy is sharded over 2 processes" in stdout
 
-    one, two = _metrics(alone), _metrics(sharded)  # rank 0 writes the global metrics once
-    assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, STEPS + 1))
-    for a, b in zip(one, two, strict=True):
-        assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, "the same rollouts, rewards and tokens"
-        got, want = torch.tensor([b[k] for k in COMPARED]), torch.tensor([a[k] for k in COMPARED])
-        torch.testing.assert_close(got, want, **LOSS_TOL, msg=lambda m, s=a["step"]: f"step {s}: {m}")
-    assert any(m["actor/grad_norm"] > 0 for m in one), "the run must train"
-
-    initial, final_one, final_two = _weights(model), _weights(alone / "final_model"), _weights(sharded / "final_model")
-    assert final_two.keys() == final_one.keys()
-    for name, want in final_one.items():
-        assert final_two[name].shape == want.shape, f"{name}: a full tensor, not a shard"
-        torch.testing.assert_close(final_two[name], want, **WEIGHT_TOL, msg=lambda m, n=name: f"{n}: {m}")
-    diffs = torch.cat([(final_two[n] - w).abs().flatten() for n, w in final_one.items()])
-    assert float(diffs.mean()) <= MEAN_WEIGHT_TOL
+    final_one, final_two = _assert_same_training(alone, sharded, STEPS)
+    initial = _weights(model)
     moved = max(float((final_one[n] - initial[n]).abs().max()) for n in initial if n in final_one)
     assert moved > 10 * WEIGHT_TOL["atol"], "the weights must move far more than the tolerance"
 
@@ -156,6 +169,24 @@ def test_fsdp_two_processes_train_like_one(tmp_path: Path) -> None:
     for name, want in final_two.items():
         torch.testing.assert_close(resumed[name], want, rtol=0, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
     assert [m["step"] for m in _metrics(sharded)] == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow
+def test_fsdp_with_mini_batches_trains_like_data_parallel(tmp_path: Path) -> None:
+    """Their optimiser (old log-probs once, then mini-batches, each rank cutting its share
+    into as many) under FSDP via the recipe key and torchrun, against data parallel: 3
+    questions on 2 ranks cut into 3 mini-batches of [2, 1, 1] and [1, 1, 0] sequences, so
+    rank 1 pads the old-log-prob pass and two mini-batches, one of them from nothing."""
+    model, data = _prebuilt(tmp_path)
+    plain, sharded = tmp_path / "data-parallel", tmp_path / "fsdp"
+    train = ["-m", "zoom_agent.cli", "train", "tiny-cpu", "--override"]
+    extra = ["max_steps=1", "optim.mini_batch_size=2"]
+    for out, mode in ((plain, "data-parallel"), (sharded, "fsdp")):
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2"]
+        torchrun += ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+        _run([*torchrun, *train, *_overrides(out, model, data), *extra, f"distributed={mode}"], tmp_path)
+    _assert_same_training(plain, sharded, 1)
+    assert _metrics(sharded)[0]["actor/optimizer_steps"] == 3
 
 
 def test_fsdp_is_chosen_by_the_recipe_or_by_accelerate_launch(monkeypatch: pytest.MonkeyPatch) -> None:
