@@ -384,34 +384,47 @@ ONE = {
 }
 
 
-def run_one(path: Path, hour: bool, task: str, method: str, repeat: int) -> None:
-    """Time one method alone and print its wall and CPU seconds (no table, no pixel check
-    except the approximate mode's). CPU seconds of separate runs stay comparable when they run
-    side by side on a loaded machine; their wall seconds do not."""
+def run_one(path: Path, hour: bool, task: str, methods: list[str], repeat: int, first: int = 0) -> None:
+    """Time one method, or several interleaved round by round (the order alternating), and
+    print each one's median wall and CPU seconds (no table, no pixel check except the
+    approximate mode's). CPU seconds of separate runs stay comparable when they run side by
+    side on a loaded machine; their wall seconds do not. Interleaving several methods in one
+    process puts them under the same load. ``first``: only the plan's first frames (said in the output)."""
     ref, window = plans(path, hour)[task]
+    if first:
+        ref = ref.model_copy(update={"frame_indices": ref.frame_indices[:first], "timestamps": ref.timestamps[:first]})
     idx = list(ref.frame_indices)
     times: Times = {}
-    if method in ("approx", "approxclip"):
-        approximate(path, ref, times, repeat, clip_size=method == "approxclip")
-    elif method in ("open", "openclip"):
-        for _ in range(repeat):
+
+    def reader(method: str) -> Callable[[], Frames]:
+        if method in ("open", "openclip"):
             src = VideoSource(path)  # opened before the timing, as the coarse pass left it
-            read = partial(ours_clip, src, ref) if method == "openclip" else partial(ours_open, src, idx)
-            times.setdefault((ONE[method], task), []).append(timed(read)[0])
-    else:
-        fns: dict[str, Callable[[], Frames]] = {
+            return partial(ours_clip, src, ref) if method == "openclip" else partial(ours_open, src, idx)
+        return {
             "ours": partial(ours, path, idx),
             "noskip": partial(ours, path, idx, skip_nonref=False),
             "threads2": partial(ours, path, idx, workers=2),
             "floor": partial(keyframe_floor, path, idx),
             "decord": partial(decord_batch, path, idx),
             "qwen": partial(qwen_fetch, path, window, len(idx)),
-        }
-        for _ in range(repeat):
-            times.setdefault((ONE[method], task), []).append(timed(fns[method])[0])
-    (v,) = times.values()
-    wall, cpu = statistics.median(w for w, _ in v), statistics.median(c for _, c in v)
-    print(f"ONE | {path.name} | {task} | {ONE[method]} | {len(idx)} frames | {wall:.3f} s wall | {cpu:.2f} s CPU")
+        }[method]
+
+    for rep in range(repeat):
+        for method in methods[:: 1 if rep % 2 == 0 else -1]:
+            if method in ("approx", "approxclip"):
+                approximate(path, ref, times, 1, clip_size=method == "approxclip")
+                got = times.pop((APPROX, "coarse"))
+                times.setdefault((ONE[method], task), []).extend(got)
+            else:
+                times.setdefault((ONE[method], task), []).append(timed(reader(method))[0])
+    for method in methods:
+        v = times[(ONE[method], task)]
+        wall, cpu = statistics.median(w for w, _ in v), statistics.median(c for _, c in v)
+        cpus = " ".join(f"{c:.2f}" for _, c in v)
+        print(
+            f"ONE | {path.name} | {task} | {ONE[method]} | {len(idx)} frames | {wall:.3f} s wall | {cpu:.2f} s CPU"
+            f" (runs: {cpus})"
+        )
 
 
 def main() -> None:
@@ -424,8 +437,10 @@ def main() -> None:
         "--one",
         nargs=3,
         metavar=("FILE", "TASK", "METHOD"),
-        help="time one method alone: FILE 10min|hour, TASK coarse|zoom, METHOD " + "|".join(ONE),
+        help="time one method alone, or several (comma-separated) interleaved: FILE 10min|hour, TASK coarse|zoom, "
+        "METHOD " + "|".join(ONE),
     )
+    ap.add_argument("--first", type=int, default=0, help="with --one: only the first N frames of the plan")
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} is absent: this benchmark needs the shared data folder")
@@ -433,10 +448,11 @@ def main() -> None:
     ten = ten_minute_file(args.cache)
     if args.one:
         name, task, method = args.one
-        if name not in ("10min", "hour") or task not in ("coarse", "zoom") or method not in ONE:
-            raise SystemExit(f"--one {' '.join(args.one)}: expected 10min|hour coarse|zoom {'|'.join(ONE)}")
+        methods = method.split(",")
+        if name not in ("10min", "hour") or task not in ("coarse", "zoom") or not set(methods) <= set(ONE):
+            raise SystemExit(f"--one {' '.join(args.one)}: expected 10min|hour coarse|zoom {'|'.join(ONE)}[,...]")
         hour = name == "hour"
-        run_one(hour_file(args.cache, ten) if hour else ten, hour, task, method, args.repeat)
+        run_one(hour_file(args.cache, ten) if hour else ten, hour, task, methods, args.repeat, args.first)
         return
     files = {"10 min": (ten, args.repeat, False)}
     if not args.skip_hour:
