@@ -157,6 +157,18 @@ def test_ask_checks_the_video_before_loading_the_model(
     assert code == 2 and f"video {video}" in line and says in line  # the model was never loaded
 
 
+@pytest.mark.parametrize(
+    ("options", "says"), [(["red", "red"], "expected distinct options"), ([str(i) for i in range(27)], "27 options")]
+)
+def test_ask_checks_the_options_before_loading_the_model(
+    options: list[str], says: str, video: Path, unloadable_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["ask", str(video), "q?", "--model", str(unloadable_model)] + [f"--option={o}" for o in options]
+    code, err = run_cli(argv, capsys)
+    line = one_line(err)
+    assert code == 2 and line.startswith("zoom-agent ask: error: --option: ") and says in line
+
+
 def test_eval_checks_video_root_and_annotations_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ann").mkdir()
     base = ["eval", "nextgqa", "--model", "oracle", "--out", str(tmp_path / "o")]

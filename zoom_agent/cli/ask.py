@@ -60,11 +60,14 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"max_tokens": tokens})
     check_model_spec(args.model, oracle=False)
     info = checked_video(args.video)
+    try:
+        question = make_question(args.video, args.question, args.option)
+    except ValueError as exc:  # repeated options, more than 26
+        raise UsageError(f"--option: {one_line(exc)}") from None
     stage(f"ask: loading model {args.model}")
     t0 = time.perf_counter()
     agent = ZoomAgent(load_model(args.model, family=args.family), config)
     stage(f"ask: model loaded in {time.perf_counter() - t0:.1f} s")
-    question = make_question(args.video, args.question, args.option)
     result = shared_loop().run(agent.arun(question, info=info, on_step=show_steps("ask")))
     print(result.model_dump_json(indent=2) if args.json else describe(result))
     return 0 if result.status != "error" else 1
