@@ -191,7 +191,9 @@ def test_fsdp_with_mini_batches_trains_like_data_parallel(tmp_path: Path) -> Non
 
 def test_fsdp_is_chosen_by_the_recipe_or_by_accelerate_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     from zoom_agent.training.config import TrainConfig
+    from zoom_agent.training.loop.distributed import DistContext
     from zoom_agent.training.loop.fsdp import FSDP_ENV, fsdp_requested
+    from zoom_agent.training.loop.preflight import RunSetupError
 
     monkeypatch.delenv(FSDP_ENV, raising=False)
     monkeypatch.delenv("FSDP_VERSION", raising=False)
@@ -205,3 +207,8 @@ def test_fsdp_is_chosen_by_the_recipe_or_by_accelerate_launch(monkeypatch: pytes
         fsdp_requested("data-parallel")
     with pytest.raises(ValueError, match="distributed"):
         TrainConfig.model_validate({"distributed": "ddp"})
+    monkeypatch.delenv(FSDP_ENV)
+    four = DistContext(rank=0, world=4)
+    assert fsdp_requested("fsdp", 4, four) and not fsdp_requested("data-parallel", 2, four)
+    with pytest.raises(RunSetupError, match="prompts_per_step >= the number of processes \\(4\\), got 2"):
+        fsdp_requested("fsdp", 2, four)

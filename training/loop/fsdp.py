@@ -45,20 +45,35 @@ FSDP_ENV = "ACCELERATE_USE_FSDP"
 """Set to ``true`` by ``accelerate launch --use_fsdp`` (or an accelerate config with FSDP)."""
 
 
-def fsdp_requested(distributed: str) -> bool:
+def fsdp_requested(distributed: str, prompts_per_step: int | None = None, ctx: DistContext | None = None) -> bool:
     """Whether this run shards the policy: the recipe's ``distributed: fsdp``, or a launch by
-    ``accelerate launch --use_fsdp``.
+    ``accelerate launch --use_fsdp``. Checked before anything is loaded.
+
+    Args:
+        distributed: the recipe's ``distributed``.
+        prompts_per_step: the recipe's; with ``ctx``, checked against the number of processes.
+        ctx: the distributed context.
 
     Raises:
-        ValueError: the launcher asked for FSDP version 1 (this trainer runs FSDP2).
+        RunSetupError: the launcher asked for FSDP version 1 (this trainer runs FSDP2), or
+            fewer questions per step than processes (a rank without any has nothing to pad
+            its passes with).
     """
+    from zoom_agent.training.loop.preflight import RunSetupError
+
     launched = os.environ.get(FSDP_ENV, "false").lower() == "true"
     if launched and os.environ.get("FSDP_VERSION", "2") != "2":
-        raise ValueError(
+        raise RunSetupError(
             f"accelerate launch asked for FSDP version {os.environ['FSDP_VERSION']} (FSDP_VERSION); "
             "the trainer shards with FSDP2: pass --fsdp_version 2"
         )
-    return distributed == "fsdp" or launched
+    chosen = distributed == "fsdp" or launched
+    if chosen and ctx is not None and prompts_per_step is not None and prompts_per_step < ctx.world:
+        raise RunSetupError(
+            f"FSDP needs prompts_per_step >= the number of processes ({ctx.world}), got {prompts_per_step}: "
+            "a rank without questions has nothing to pad its passes with"
+        )
+    return chosen
 
 
 def shard_policy(model: torch.nn.Module) -> torch.nn.Module:

@@ -76,6 +76,7 @@ class Trainer:
         check_runnable(config)
         self.config = config
         self.ctx = ctx or dist.init_from_env(config.policy.device)
+        self.sharded = self.ctx.enabled and fsdp.fsdp_requested(config.distributed, config.prompts_per_step, self.ctx)
         self.out = Path(config.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.resumed = open_run_folder(self.out, config, overwrite=overwrite, write=self.ctx.is_main)
@@ -89,7 +90,6 @@ class Trainer:
         self.model = self.policy.model
         self._set_trainable()
         dist.broadcast_parameters(self.model, self.ctx)
-        self.sharded = self.ctx.enabled and fsdp.fsdp_requested(config.distributed)
         if self.sharded:
             self.model = self._shard()
         needs_ref = config.loss.kl_coef > 0 or config.reward.verifier == "reference"
@@ -264,11 +264,6 @@ class Trainer:
     def _shard(self) -> torch.nn.Module:
         """FSDP: a sharded copy of the policy to train; the policy's own model becomes the
         full rollout copy (no gradients)."""
-        if self.config.prompts_per_step < self.ctx.world:
-            raise ValueError(
-                f"distributed: fsdp needs prompts_per_step >= the number of processes ({self.ctx.world}), "
-                f"got {self.config.prompts_per_step}: a rank without questions has nothing to pad its passes with"
-            )
         trained = fsdp.shard_policy(copy.deepcopy(self.policy.model))
         self.policy.model.requires_grad_(False)
         return trained
