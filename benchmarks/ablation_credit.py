@@ -12,7 +12,7 @@
    ``zoom-agent eval synthetic-gqa`` with the rollouts' graph and budget, with the zoom
    (one round) and without it (``--zoom-rounds 0``): mIoU, IoU@0.5, accuracy per question
    kind (grounding / coarse / fine) and Acc@GQA; mean and spread (sample std) over seeds.
-4. ``OUT/table.md`` (the table) and ``OUT/curves.png`` (reward and IoU per GRPO step, one line
+4. ``table.md`` (the table) and ``curves.png`` under OUT (reward and IoU per GRPO step, one line
    per setting, seeds averaged).
 
 Every stage is a ``zoom-agent`` command run as a subprocess (printed before it runs), and
