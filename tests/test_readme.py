@@ -35,6 +35,7 @@ from fake_vllm import free_port
 
 from zoom_agent.cli import main
 from zoom_agent.cli.smoke import SMOKE_ENV, SMOKE_QUESTIONS, SMOKE_STEPS, smoke_mode
+from zoom_agent.eval.report import REPORT_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -115,6 +116,12 @@ def test_the_parser_reads_markers_and_languages() -> None:
     assert cannot_run_here("zoom-agent serve Qwen/Qwen2.5-VL-7B-Instruct") == [HUB]
 
 
+def test_every_fake_and_check_finds_its_snippet() -> None:
+    python = [b.code for b in BLOCKS if b.lang == "python" and b.skip is None]
+    for phrase in [*PREAMBLES, *CHECKS]:
+        assert any(phrase in code for code in python), f"no README snippet has {phrase!r}: update the test"
+
+
 def test_every_fence_of_the_readme_is_a_block() -> None:
     fences = sum(1 for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("```"))
     assert fences == 2 * len(BLOCKS), "a fence the parser did not pair: indented, or inside another block?"
@@ -176,7 +183,7 @@ PREAMBLES = {
 }
 # What must hold after a snippet, by a phrase of the snippet.
 CHECKS = {
-    'ZoomAgent("./tiny-model")': 'assert result.status != "error", result.error\n',
+    'ZoomAgent("./tiny-model"': 'assert result.status != "error", result.error\n',
     "create_agent": (
         "from langchain_core.messages import ToolMessage\n"
         'm = next(m for m in reply["messages"] if isinstance(m, ToolMessage))\n'
@@ -257,7 +264,8 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
     assert len(ran) >= 10, ran  # the README's own commands ran, not just a few
-    for made in ("tiny-model/config.json", "runs/synth/report.md", "runs/merged/report.md", "runs/tiny/metrics.jsonl"):
+    made_by_readme = ["tiny-model/config.json", f"runs/synth/{REPORT_FILE}", f"runs/merged/{REPORT_FILE}"]
+    for made in [*made_by_readme, "runs/tiny/metrics.jsonl"]:
         assert (tmp_path / made).is_file(), f"the README's commands did not make {made}"
     assert (tmp_path / "runs" / "synth" / "view" / "index.html").is_file()
     steps = (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().count('"reward/total"')
