@@ -104,7 +104,7 @@ def test_cli_tiny_model_then_ask_json(tmp_path, task):
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     out = _cli("ask", str(tmp_path / "missing.mp4"), "q?", "--model", str(tmp_path / "nope"))
-    assert out.returncode == 1 and "expected a VLM object, a local model directory" in out.stderr
+    assert out.returncode == 2 and "nope' is not a local folder: expected a local model folder" in out.stderr
     assert "Traceback" not in out.stderr
 
 
