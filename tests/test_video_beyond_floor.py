@@ -364,6 +364,15 @@ def test_keyframe_requests_go_to_single_thread_readers(tmp_path: Path, path: Pat
     other = VideoSource(path, workers=workers)
     other.read_indices([*keys[:2], keys[1] + 3])
     assert other._decoders._readers == []
+    # as the approximate mode's plans: keyframes and an exact last frame (in the last
+    # keyframe's run): the lone keyframes go to the readers, that run to the main decoder
+    mixed = VideoSource(path, workers=workers)
+    last = mixed.info.num_frames - 1
+    clip = mixed.read_indices([*keys, last])
+    for k, i in enumerate(clip.frame_indices):
+        assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
+    assert len(mixed._decoders._readers) == min(mixed._decoders.keyframe_workers, len(keys) - 1)
+    assert mixed._decoders.main._pos == last  # the main decoder read the last keyframe's run
 
 
 def test_read_clip_never_stacks_native_frames(tmp_path: Path) -> None:

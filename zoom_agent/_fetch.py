@@ -7,10 +7,11 @@ container) in a thread of one shared pool, on top of each decoder's frame thread
 releases the GIL while FFmpeg decodes and converts, so the shares overlap on the cores
 (docs/video.md §4 says what this measured here and what to expect with more cores).
 
-A request made only of keyframes (the approximate mode's coarse views) is different: each
-run is one packet decoded alone, where frame threads only add hand-offs, so its runs go to
-*keyframe readers*, decoders without frame threads, one per core (at most
-`MAX_FRAME_THREADS`), in parallel.
+Runs that are one keyframe read alone (almost every run of the approximate mode's coarse
+views) are different: each is one packet decoded alone, where frame threads only add
+hand-offs, so when a request has several they go to *keyframe readers*, decoders without
+frame threads, one per core (at most `MAX_FRAME_THREADS`), in parallel; its other runs go
+to the main decoder as usual.
 
 Only `video.py` imports this module (it pulls in PyAV through `_decode`).
 """
@@ -90,14 +91,23 @@ class Decoders:
         return self._readers[:n]
 
     def assign(self, slots: Sequence[int]) -> list[tuple[FrameDecoder, list[int]]]:
-        """Which decoder reads which of the slots: keyframe readers when every run is one
-        keyframe read alone (and there are several), else the main decoder and its helpers."""
+        """Which decoder reads which of the slots: runs that are one keyframe read alone go to
+        the keyframe readers (when there are several), the other runs to the main decoder and
+        its helpers."""
         runs = self.main.runs(slots)
-        if len(runs) > 1 and self.main.smart and all(len(r) == 1 and self.main.key_before(r[0]) == r[0] for r in runs):
-            parts = _cut(runs, [1] * len(runs), self.keyframe_workers)
-            return list(zip(self.readers(len(parts)), parts, strict=True))
-        parts = shares(self.main, slots, self.workers)
-        return list(zip([self.main, *self.helpers(len(parts) - 1)], parts, strict=True))
+        lone = [r[0] for r in runs if len(r) == 1 and self.main.smart and self.main.key_before(r[0]) == r[0]]
+        if len(lone) < 2:
+            lone = []
+        alone = set(lone)
+        rest = [s for run in runs for s in run if s not in alone]
+        out: list[tuple[FrameDecoder, list[int]]] = []
+        if rest:
+            parts = shares(self.main, rest, self.workers)
+            out += zip([self.main, *self.helpers(len(parts) - 1)], parts, strict=True)
+        if lone:
+            parts = _cut([[s] for s in lone], [1] * len(lone), self.keyframe_workers)
+            out += zip(self.readers(len(parts)), parts, strict=True)
+        return out
 
 
 def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[list[int]]:
