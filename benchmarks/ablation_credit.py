@@ -159,27 +159,34 @@ def write_table(out: Path, rows: dict[tuple[str, bool], list[dict[str, float]]],
     return text
 
 
-def plot_curves(out: Path, runs: dict[str, list[Path]]) -> Path:
+def plot_curves(out: Path, sft: Path, runs: dict[str, list[Path]]) -> Path:
+    """SFT loss per step, then the GRPO reward and IoU per step (one line per setting, seeds averaged)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    def lines(folder: Path, key: str) -> list[dict[str, float]]:
+        path = folder / "metrics.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+        return [r for r in rows if key in r]
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    sft_rows = lines(sft.parent, "sft/loss")
+    axes[0].plot([r["step"] for r in sft_rows], [r["sft/loss"] for r in sft_rows], marker=".")
     for setting, folders in runs.items():
-        per_seed = [
-            [json.loads(line) for line in (f / "metrics.jsonl").read_text().splitlines() if '"reward/total"' in line]
-            for f in folders
-        ]
+        per_seed = [lines(f, "reward/total") for f in folders]
         steps = min(len(s) for s in per_seed)
-        for ax, key in zip(axes, ("reward/total", "reward/iou"), strict=True):
+        for ax, key in zip(axes[1:], ("reward/total", "reward/iou"), strict=True):
             ys = [statistics.fmean(s[i][key] for s in per_seed) for i in range(steps)]
             ax.plot(range(1, steps + 1), ys, marker="o", label=setting)
-    for ax, title in zip(axes, ("reward (paper's total)", "IoU reward"), strict=True):
-        ax.set_xlabel("GRPO step")
+    titles = ("SFT loss (reply tokens)", "GRPO reward (paper's total)", "GRPO IoU reward")
+    for ax, title, x in zip(axes, titles, ("SFT step", "GRPO step", "GRPO step"), strict=True):
+        ax.set_xlabel(x)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if runs:
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=110)
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on {os.cpu_count()} cores. Test split: {p.test_videos * 8} questions. Mean ± sample std over seeds."
     )
     print(write_table(out, rows, header))
-    print(f"curves: {plot_curves(out, runs)}")
+    print(f"curves: {plot_curves(out, sft, runs)}")
     return 0
 
 
