@@ -18,7 +18,8 @@ SOURCES = ("zoom_agent", "tools", "graphs", "training", "tests", "benchmarks", "
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ""}
 REF = re.compile(r"(?<![\w/.-])((?:\.\./|\./)?(?:[\w-]+/)*[\w-]+\.md)\b(?:\s*§\s*(\d+(?:\.\d+)*))?")
 HEADING = re.compile(r"^#{1,6}\s+(\d+(?:\.\d+)*)\.?\s", re.M)
-OUTPUT_FILES = {"report.md", "table.md"}  # files the project writes (an evaluation's report, the ablation's table), not references
+# Files the project writes (an evaluation's report, the ablation's table), not references:
+OUTPUT_FILES = {"report.md", "table.md"}
 
 
 def _files() -> list[Path]:
