@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,10 +87,12 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], says: str, capsys
     assert code == 2 and err.count("\n") == 1 and says in err and err.startswith("zoom-agent")
 
 
-def test_a_bad_input_found_while_running_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["view", "/no/such/run"]) == 1
+def test_a_bad_input_found_while_running_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["view", str(tmp_path)]) == 1  # a folder, but not one 'zoom-agent eval' wrote
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("zoom-agent view: error: /no/such/run: no such run folder")
+    assert err.count("\n") == 1 and err.startswith(f"zoom-agent view: error: {tmp_path} has no results.jsonl")
 
 
 def test_a_model_of_no_known_form_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

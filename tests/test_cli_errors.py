@@ -226,3 +226,19 @@ def test_tiny_model_overwrite_then_a_damaged_copy_is_one_line(
     code, err = run_cli(["ask", str(video), "q?", "--model", str(broken)], capsys)
     line = one_line(err)
     assert code == 1 and f"model folder {broken} does not load: SafetensorError" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["serve", "some/model", "--video-root", "{missing}", "--dry-run"], "--video-root: {missing} is not a folder"),
+        (["view", "{missing}"], "source: {missing} does not exist"),
+    ],
+)
+def test_a_missing_folder_is_a_usage_error(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "missing")
+    code, err = run_cli([a.format(missing=missing) for a in argv], capsys)
+    assert code == 2
+    assert says.format(missing=missing) in one_line(err)

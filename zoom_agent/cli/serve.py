@@ -68,6 +68,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the vLLM command; print it (``--dry-run``) or run vLLM in the foreground."""
+    if not args.video_root.expanduser().is_dir():
+        raise UsageError(f"--video-root: {args.video_root} is not a folder; expected the folder holding the videos")
     try:
         budget = Budget(visual_tokens=args.visual_tokens)
     except ValidationError as exc:

@@ -28,9 +28,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the pages and say where the index is."""
+    from zoom_agent.cli.errors import UsageError
     from zoom_agent.viewer import write_site
 
     source: Path = args.source
+    if not source.exists():
+        raise UsageError(
+            f"source: {source} does not exist; expected a folder from 'zoom-agent eval', "
+            "its results.jsonl, or 'ask --json' output"
+        )
     out = args.out or (source / "view" if source.is_dir() else source.with_name(source.name + ".view"))
     index = write_site(source, out)
     print(f"viewer: {index}")
