@@ -115,3 +115,10 @@ def test_an_oversized_question_is_refused(server: Any):
     client, _, _ = server
     out = client.runs.wait(None, "zoom_agent", input={"video": "v.mp4", "question": "x" * 10_000})
     assert out["status"] == "error" and "question must have" in out["error"]
+
+
+def test_repeated_options_are_an_error_status_not_a_crash(server: Any):
+    client, _, _ = server
+    request = {"video": "v.mp4", "question": "Which shape?", "options": ["circle", "circle"]}
+    out = client.runs.wait(None, "zoom_agent", input=request)
+    assert out["status"] == "error" and "expected distinct options" in out["error"], out

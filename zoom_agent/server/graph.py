@@ -139,8 +139,11 @@ async def answer(state: AskState, runtime: Runtime[ServerContext]) -> AskOutput:
         model = await asyncio.to_thread(_model, context.get("model"))
     except RequestRefused as exc:
         return {"status": "error", "error": str(exc)}
+    try:
+        question = make_question(path, state["question"], options)
+    except ValueError as exc:  # e.g. repeated options: the request's fault, not the server's
+        return {"status": "error", "error": str(exc)}
     agent = ZoomAgent(model, config)
-    question = make_question(path, state["question"], options)
     write = get_stream_writer()
     final = None
     async for node, update in agent.astream(question):
