@@ -7,6 +7,10 @@ random examples locally; pin what it finds with ``@example`` before committing.
 The real annotation files and H.264 clips live in ``../shared/data`` beside the checkout
 (see that folder's README), or wherever ``ZOOM_AGENT_SHARED_DATA`` points. Tests that need
 them skip, with the reason, when absent.
+
+Tests are offline: no test may reach a model hub (the machines have no network beyond the
+package registries), so ``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` are set for every
+test and the subprocesses it starts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ZOOM_AGENT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 def shared_data(relative: str) -> Path:

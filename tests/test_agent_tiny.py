@@ -21,12 +21,6 @@ from zoom_agent.models.scripted import ScriptedVLM
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
     return make_synthetic_task(tmp_path_factory.mktemp("synth"), num_videos=1, seed=3, size=(320, 240))

@@ -13,12 +13,6 @@ from zoom_agent.training.config import load_recipe
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 def test_tiny_cpu_recipe_reward_rises(tmp_path: Path) -> None:
     """``zoom-agent train tiny-cpu`` as shipped (24 seeded steps): the reward climbs clearly.
 

@@ -24,12 +24,6 @@ COARSE = (0, 5, 10, 15)
 ZOOM = (10, 12, 14, 16)  # 1.0-1.6 s: spacing 0.2 s
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def video_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 64x48 mp4v clip, 20 frames at 10 fps; frame i is a distinct colour ramp."""
