@@ -51,6 +51,27 @@ def test_targets_earn_format_iou_and_answer(questions: list, zoom: bool) -> None
         assert "<time>" in ex.replies[0]
 
 
+def test_small_tokenizer_reads_the_prompt_turns_about_a_token_a_word(questions: list) -> None:
+    """The small preset's tokenizer learned the project's prompt turns (`tiny.prompt_corpus`):
+    a synthetic-gqa system, question (with the tool schema) and follow-up turn cost under 2
+    tokens a word; the tiny preset's tokenizer, which did not, spends more (issue 15: the
+    prompt, not the video, was most of a conversation)."""
+    from zoom_agent.models.tiny import build_tiny_tokenizer
+    from zoom_agent.protocol import prompts
+
+    q = next(q for q in questions if q.qtype == "fine")
+    text = "\n".join(
+        [
+            prompts.system_prompt("tool", max_zoom_rounds=1),
+            prompts.question_prompt(q.question, q.options),
+            prompts.follow_up_prompt("tool", rounds_left=0),
+        ]
+    )
+    words = len(text.split())
+    small, tiny = (len(build_tiny_tokenizer(size).encode(text)) for size in ("small", "tiny"))
+    assert small < 2 * words < tiny, (small, words, tiny)
+
+
 def test_sft_loss_covers_exactly_the_reply_tokens(questions: list, tmp_path: Path) -> None:
     from zoom_agent.models.hf import TransformersVLM
     from zoom_agent.models.tiny import build_tiny_model

@@ -10,8 +10,8 @@ and gradients are real, which is what tests, CI and the offline demo need.
 
 Sizes that work here: text hidden 64, 2 layers, head_dim 32 (vLLM's CPU attention
 refuses 16), M-RoPE sections summing to head_dim / 2, vision depth 2, the family's patch
-size, temporal patch 2, spatial merge 2. The tokenizer is trained on a fixed corpus, so
-every tiny model shares it; ``seed`` sets the weights only.
+size, temporal patch 2, spatial merge 2. The tokenizer is trained on a fixed corpus per size
+preset, so every model of one size shares it; ``seed`` sets the weights only.
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ class ModelSize:
     vision_hidden: int
     vision_heads: int
     mrope: dict[Family, tuple[int, int, int]]  # M-RoPE (t, h, w) sections, summing to head_dim / 2
+    # also train the tokenizer on the project's own prompt turns (`prompt_corpus`): the system
+    # prompt, tool schema and layout become whole-word tokens, so a conversation is shorter
+    prompt_corpus: bool = False
 
 
 SIZES: dict[str, ModelSize] = {
@@ -113,11 +116,12 @@ SIZES: dict[str, ModelSize] = {
     "tiny": ModelSize(64, 128, 2, 2, 1, 2, 32, 1, {"qwen2_5_vl": (4, 6, 6), "qwen3_vl": (6, 5, 5)}),
     # for the synthetic-gqa task on a CPU (docs/training.md §8): 1.01 M parameters, head_dim 64, sections
     # in the real checkpoints' proportions (Qwen2.5-VL 16/24/24, Qwen3-VL 24/20/20 of 64)
-    "small": ModelSize(128, 384, 3, 2, 1, 2, 64, 1, {"qwen2_5_vl": (8, 12, 12), "qwen3_vl": (12, 10, 10)}),
+    # Its tokenizer learns the prompt turns too: a synthetic-gqa conversation 1,270 -> 820 tokens.
+    "small": ModelSize(128, 384, 3, 2, 1, 2, 64, 1, {"qwen2_5_vl": (8, 12, 12), "qwen3_vl": (12, 10, 10)}, True),
 }
 SIZE_NAMES = tuple(SIZES)
 
-_TOKENIZER_VOCAB = 1024  # BPE target; the corpus saturates below it (~600 merges)
+_TOKENIZER_VOCAB = 1024  # BPE target; both corpora saturate below it (589 and 879 entries)
 _CORPUS_SIZE = 3000
 _CORPUS_SEED = 20251216  # fixed: every tiny model shares one tokenizer
 
@@ -210,8 +214,49 @@ def _answer_sample(rng: random.Random) -> str:
     return f"<think>{why}, so the answer is clear.</think>\n<answer>{letter}</answer>\n<glue>[{glue}]</glue>"
 
 
-def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """Train the byte-level BPE tokenizer every tiny model uses, wrapped as Qwen2Tokenizer.
+def prompt_corpus(n: int = _CORPUS_SIZE, seed: int = _CORPUS_SEED) -> list[str]:
+    """The project's own prompt turns (`zoom_agent.protocol.prompts`), as the graph sends them.
+
+    System prompts for 0-2 zoom rounds, question turns (with the zoom tool's schema and
+    without), follow-ups and format reminders, around the questions of `tiny_corpus` and
+    of the synthetic videos (`datasets.synthetic.synthetic_questions`, random events).
+
+    Returns:
+        ``n`` samples, deterministic for ``(n, seed)``.
+    """
+    from zoom_agent.datasets.synthetic import synthetic_questions
+    from zoom_agent.datasets.synthetic_video import COLOURS, SHAPES, SyntheticEvent
+    from zoom_agent.protocol import prompts
+
+    rng = random.Random(seed)
+    fixed = [prompts.system_prompt("tool", max_zoom_rounds=r) for r in range(3)]
+    fixed += [prompts.follow_up_prompt("tool", rounds_left=r) for r in range(2)]
+    fixed += [prompts.format_reminder("tool"), prompts.system_prompt("zoomzero", max_zoom_rounds=1)]
+    out: list[str] = []
+    while len(out) < n:
+        out.append(fixed[len(out) // 4 % len(fixed)])
+        events = []
+        for shape in rng.sample(SHAPES, 2):
+            start = round(rng.uniform(0.0, 7.0), 2)
+            end = round(start + rng.uniform(1.0, 3.0), 2)
+            frames = (int(start * 4), int(end * 4))
+            colour = rng.choice(list(COLOURS))
+            events.append(SyntheticEvent(start, end, shape, colour, rng.randrange(10), *frames, 8, 40, 1, (0, 0, 4, 6)))
+        asked = synthetic_questions("v.mp4", events, seed=rng.randrange(1 << 30), duration=10.0)
+        for q in rng.sample(asked, 2):
+            out.append(prompts.question_prompt(q.question, q.options, allow_zoom=rng.random() < 0.75))
+        question = _q_sample(rng).split("\n")[0].removeprefix("Question: ")
+        options = [f"{rng.choice(_WHO)} {rng.choice(_DOES)}" for _ in range(4)]
+        out.append(prompts.question_prompt(question, options, allow_zoom=rng.random() < 0.75))
+    return out[:n]
+
+
+def build_tiny_tokenizer(size: str = "tiny") -> PreTrainedTokenizerBase:
+    """Train the byte-level BPE tokenizer of a size preset, wrapped as Qwen2Tokenizer.
+
+    Every model of one size shares its tokenizer: ``tiny`` learns `tiny_corpus`; ``small``
+    learns `prompt_corpus` too (`ModelSize.prompt_corpus`), so the system prompt, the tool
+    schema and the layout cost about a token a word.
 
     Qwen2's pre-tokenizer (its split regex, then ByteLevel without its own regex), an NFC
     normaliser and a ByteLevel decoder, so the round trip text -> ids -> text is exact.
@@ -240,7 +285,8 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(tiny_corpus(), trainer)
+    corpus = tiny_corpus() + (prompt_corpus() if SIZES[size].prompt_corpus else [])
+    bpe.train_from_iterator(corpus, trainer)
     model = json.loads(bpe.to_str())["model"]
     # Qwen2Tokenizer wants merges as pairs; "a b" strings raise a TypeError.
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
@@ -434,7 +480,7 @@ def build_tiny_model(
 
 def _write_model(tmp: Path, family: Family, seed: int, size: str, on_stage: Callable[[str], None]) -> None:
     on_stage("training the byte-level BPE tokenizer")
-    tok = build_tiny_tokenizer()
+    tok = build_tiny_tokenizer(size)
     on_stage(f"building a random {size} {family} model")
     model = _random_model(family, tok, seed, size)
     on_stage(f"writing the weights, processor and tokenizer to {tmp.parent}")
