@@ -72,6 +72,15 @@ def test_small_tokenizer_reads_the_prompt_turns_about_a_token_a_word(questions: 
     assert small < 2 * words < tiny, (small, words, tiny)
 
 
+def test_sft_validates_at_the_grpo_rollout_temperature() -> None:
+    """SFT's val/* rewards predict whether GRPO's groups have signal only when validation
+    samples as the rollouts do; both run below the paper's 1.0, where the small model's
+    samples almost never parse after SFT (docs/training.md §8)."""
+    sft = load_recipe("synthetic-sft").agent
+    grpo = load_recipe("synthetic-grpo", ["policy.path=unused"]).agent
+    assert sft.temperature == grpo.temperature < 1.0
+
+
 def test_sft_loss_covers_exactly_the_reply_tokens(questions: list, tmp_path: Path) -> None:
     from zoom_agent.models.hf import TransformersVLM
     from zoom_agent.models.tiny import build_tiny_model
