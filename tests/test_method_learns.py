@@ -20,12 +20,6 @@ from zoom_agent.training.config import load_recipe
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def questions(tmp_path_factory: pytest.TempPathFactory) -> list:
     return make_gqa_split(tmp_path_factory.mktemp("gqa"), "train", num_videos=1)
