@@ -49,7 +49,9 @@ class Profile:
 
 
 PROFILES = {
-    # <= 15 min on an idle 2-core machine
+    # meant to fit 15 min on an idle 2-core machine; not measured idle. At load 17-20 it ran
+    # 44 min before being stopped, and 24 SFT steps of 4 are too few for sampled rewards
+    # (docs/training.md §8)
     "quick": Profile(
         sft_steps=24,
         sft_batch=4,
@@ -61,7 +63,7 @@ PROFILES = {
         test_videos=1,
         val_videos=1,
     ),
-    # about 2 h on an idle 2-core machine
+    # about 2 h on an idle 2-core machine: an estimate, not measured (docs/training.md §8)
     "full": Profile(
         sft_steps=300,
         sft_batch=8,
