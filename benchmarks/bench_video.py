@@ -36,7 +36,11 @@ frames are checked against (c) at the snapped indices, and their true times agai
 requested ones (max and mean error). Then: 5 questions on one video (decode calls, shared
 coarse clip) and the frame cache's bytes against its bound. The table is printed last.
 
-Run:  python benchmarks/bench_video.py [--repeat 3] [--hour-repeat 1] [--skip-hour]
+``--bound``: the bound on the 1-hour file's exact coarse pass, from its 24 s segment
+(`decode_bound`: frames by type that the (c) floor and the minimum set decode, per-type CPU
+costs measured in the same run; no full decode of the hour).
+
+Run:  python benchmarks/bench_video.py [--repeat 3] [--hour-repeat 1] [--skip-hour] [--bound]
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")  # before qwen_vl_u
 
 import av
 import cv2
+import decode_bound
 import numpy as np
 
 from zoom_agent import _fetch
@@ -75,6 +80,8 @@ DATA = Path(SHARED) / "videos" / "bigbuckbunny.mp4"
 CACHE = Path(os.environ.get("ZOOM_AGENT_BENCH_CACHE", Path.home() / ".cache" / "zoom-agent" / "bench"))
 GEOM = GEOMETRY["qwen2_5_vl"]
 APPROX_TOLERANCE = 1.0  # seconds
+SEGMENT = "h264_24s_gop2s.mp4"  # the 600 re-encoded frames the 1-hour file loops
+FLOOR_THREADS = min(os.cpu_count() or 1, 8)  # (c)'s frame threads
 Frames = dict[int, np.ndarray]
 OURS, NOSKIP, T2, P2 = "ours", "ours, plain floor (no skip/drain)", "ours, 2 threads", "ours, 2 processes"
 OPEN, OPENCLIP = "ours, open source", "ours, open source, read_clip at the plan's size"
@@ -105,7 +112,7 @@ def hour_file(cache: Path, ten_min: Path) -> Path:
         return path
     if "libx264" not in av.codecs_available:
         raise SystemExit("PyAV has no libx264 here: cannot make the 1-hour GOP-2s file (see docs/video.md)")
-    seg = cache / "h264_24s_gop2s.mp4"
+    seg = cache / SEGMENT
     with av.open(str(ten_min)) as inp, av.open(str(seg), "w") as out:
         s: Any = out.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 1280, 720, "yuv420p"
@@ -182,7 +189,7 @@ def keyframe_floor(path: Path, idx: list[int]) -> Frames:
     """(c): per GOP holding wanted frames, seek to its keyframe, decode to its last wanted frame."""
     with av.open(str(path)) as c:
         s: Any = c.streams.video[0]
-        s.thread_type, s.thread_count = "AUTO", min(os.cpu_count() or 1, 8)
+        s.thread_type, s.thread_count = "AUTO", FLOOR_THREADS
         tb, fps, start = float(s.time_base), float(s.average_rate), s.start_time or 0
         index = s.index_entries
         lag = start - index[0].timestamp  # B-frames: keyframes are shown `lag` after decoding
@@ -440,12 +447,25 @@ def main() -> None:
         help="time one method alone, or several (comma-separated) interleaved: FILE 10min|hour, TASK coarse|zoom, "
         "METHOD " + "|".join(ONE),
     )
-    ap.add_argument("--first", type=int, default=0, help="with --one: only the first N frames of the plan")
+    ap.add_argument("--first", type=int, default=0, help="with --one or --bound: only the first N frames of the plan")
+    ap.add_argument(
+        "--bound",
+        action="store_true",
+        help="the bound on the 1-hour file's exact coarse pass from its 24 s segment (frames by type, costs)",
+    )
+    ap.add_argument(
+        "--bound-ours", type=int, default=48, help="with --bound: check ours' counters on the plan's first N frames"
+    )
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} is absent: this benchmark needs the shared data folder")
     args.cache.mkdir(parents=True, exist_ok=True)
     ten = ten_minute_file(args.cache)
+    if args.bound:
+        hour = hour_file(args.cache, ten)
+        wanted = list(plans(hour, hour=True)["coarse"][0].frame_indices)[: args.first or None]
+        decode_bound.run(args.cache / SEGMENT, hour, wanted, args.bound_ours, FLOOR_THREADS)
+        return
     if args.one:
         name, task, method = args.one
         methods = method.split(",")

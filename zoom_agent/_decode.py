@@ -423,8 +423,9 @@ class FrameDecoder:
                     self._drained_at = end
                     self.stats.drains += 1
                     frames = [*frames, *cc.decode(None)]
+            # every frame the decoder returns, consumed or not (a run can stop before the drain's last)
+            self.stats.frames_decoded += len(frames)
             for f in frames:
-                self.stats.frames_decoded += 1
                 ordinal += 1
                 if not self.probe.seekable or f.pts is None:
                     yield _Decoded(ordinal, ordinal + 1, f)

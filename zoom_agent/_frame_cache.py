@@ -16,7 +16,7 @@ from zoom_agent.lru import ByteLRU
 class DecodeStats:
     """Counters for tests and benchmarks (updated under the source's lock)."""
 
-    frames_decoded: int = 0
+    frames_decoded: int = 0  # returned by the decoder (consumed or not); a seek drops the few still inside it
     frames_converted: int = 0
     seeks: int = 0
     cache_hits: int = 0
