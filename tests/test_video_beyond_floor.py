@@ -108,7 +108,7 @@ def test_skip_decodes_fewer_frames_where_frames_are_unreferenced() -> None:
     assert_exact(floor.read_indices(idx), sequential(BIKES))
     assert_exact(skip.read_indices(idx), sequential(BIKES))
     assert skip.stats.packets_sent == floor.stats.packets_sent  # same packets reach the decoder
-    assert skip.stats.frames_decoded < 0.7 * floor.stats.frames_decoded  # measured: 84 vs 151
+    assert skip.stats.frames_decoded < 0.7 * floor.stats.frames_decoded  # measured: 88 vs 155
     # bigbuckbunny references every frame (I P P P ...): skipping cannot drop any
     floor, skip = VideoSource(needs(BBB), skip_nonref=False, workers=1), VideoSource(BBB, workers=1)
     floor.read_indices([40, 100])
