@@ -375,6 +375,35 @@ def test_keyframe_requests_go_to_single_thread_readers(tmp_path: Path, path: Pat
     assert mixed._decoders.main._pos == last  # the main decoder read the last keyframe's run
 
 
+@pytest.mark.parametrize("path", [BIKES, BBB], ids=["bikes-bframes", "bigbuckbunny-loop"])
+def test_many_run_requests_go_to_single_thread_readers(
+    tmp_path: Path, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A coarse pass has one run per GOP: with the default workers those runs go to one
+    # single-thread decoder per core (here 2), not to one frame-threaded decoder; exact
+    # frames. Explicit workers, and a request of few runs (a zoom), keep the main decoder.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    if path == BBB:  # one keyframe in the clip: loop it for several
+        path = loop_video(needs(BBB), tmp_path / "bbb_6.mp4", loops=6)
+    ref = sequential(needs(path))
+    src = VideoSource(path)
+    wanted = [k + 2 for k in src.keyframe_indices]  # one run per GOP, no keyframe among them
+    assert len(wanted) >= 4
+    clip = src.read_indices(wanted)
+    assert clip.frame_indices == tuple(wanted)
+    for k, i in enumerate(clip.frame_indices):
+        assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
+    d = src._decoders
+    assert len(d._readers) == 2 and all(r.threads == 1 for r in d._readers) and d._helpers == []
+    assert src.stats.frames_decoded >= len(wanted) and all(r.stats.frames_decoded == 0 for r in d._readers)
+    for workers, request in ((1, wanted), (0, wanted[:3])):
+        other = VideoSource(path, workers=workers)
+        clip = other.read_indices(request)
+        assert other._decoders._readers == [], (workers, request)
+        for k, i in enumerate(clip.frame_indices):
+            assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
+
+
 def test_read_clip_never_stacks_native_frames(tmp_path: Path) -> None:
     # read_clip resizes straight from the decoded frames, never stacking them at native size
     # first. Decoded frames live in FFmpeg's buffers (not traced); a numpy stack is traced.

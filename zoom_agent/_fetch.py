@@ -9,9 +9,12 @@ releases the GIL while FFmpeg decodes and converts, so the shares overlap on the
 
 Runs that are one keyframe read alone (almost every run of the approximate mode's coarse
 views) are different: each is one packet decoded alone, where frame threads only add
-hand-offs, so when a request has several they go to *keyframe readers*, decoders without
-frame threads, one per core (at most `MAX_FRAME_THREADS`), in parallel; its other runs go
-to the main decoder as usual.
+hand-offs, so when a request has several they go to *readers*, decoders without frame
+threads, one per core (at most `MAX_FRAME_THREADS`), in parallel; its other runs go to the
+main decoder as usual. A request with many runs (a coarse pass: one run per frame when
+frames are a GOP or more apart) goes to the readers whole when ``workers`` is left to the
+default: runs share nothing, so one single-thread decoder per core keeps every core busy,
+where one decoder's frame threads wait on each run's keyframe (docs/video.md §4).
 
 Only `video.py` imports this module (it pulls in PyAV through `_decode`).
 """
@@ -60,10 +63,11 @@ class Decoders:
     def __init__(
         self, path: Path, probe: Probe, container: Any = None, *, workers: int = 0, skip_nonref: bool = True
     ) -> None:
+        self.auto = workers == 0  # the request decides between the main decoder and the readers
         self.workers = workers or default_workers()
         if self.workers < 1:
             raise ValueError(f"{path}: decode workers must be >= 1, got {workers}")
-        # keyframe readers: as many as workers when set, else one per core (capped)
+        # readers: as many as workers when set, else one per core (capped)
         self.keyframe_workers = workers or min(MAX_FRAME_THREADS, os.cpu_count() or 1)
         threads = max(1, min(MAX_FRAME_THREADS, (os.cpu_count() or 1) // self.workers))
         self._make = lambda c, t=threads: FrameDecoder(path, probe, c, skip_nonref=skip_nonref, threads=t)
@@ -85,19 +89,27 @@ class Decoders:
         return self._helpers[:n]
 
     def readers(self, n: int) -> list[FrameDecoder]:
-        """``n`` keyframe readers: decoders with one thread each (no frame threads)."""
+        """``n`` readers: decoders with one thread each (no frame threads)."""
         while len(self._readers) < n:
             self._readers.append(self._make(None, 1))
         return self._readers[:n]
 
+    def many_runs(self, runs: int) -> bool:
+        """Whether a request's ``runs`` (other than lone keyframes) go to the readers: with the
+        default ``workers``, several readers, and at least two runs per reader."""
+        return self.auto and self.keyframe_workers > 1 and runs >= 2 * self.keyframe_workers
+
     def assign(self, slots: Sequence[int]) -> list[tuple[FrameDecoder, list[int]]]:
         """Which decoder reads which of the slots: runs that are one keyframe read alone go to
-        the keyframe readers (when there are several), the other runs to the main decoder and
-        its helpers."""
+        the readers (when there are several); the other runs go to the readers too when
+        there are many of them (`many_runs`), else to the main decoder and its helpers."""
         runs = self.main.runs(slots)
         lone = [r[0] for r in runs if len(r) == 1 and self.main.smart and self.main.key_before(r[0]) == r[0]]
         if len(lone) < 2:
             lone = []
+        if self.many_runs(len(runs) - len(lone)):  # every run to the readers, cut by cost
+            parts = shares(self.main, slots, self.keyframe_workers)
+            return list(zip(self.readers(len(parts)), parts, strict=True))
         alone = set(lone)
         rest = [s for run in runs for s in run if s not in alone]
         out: list[tuple[FrameDecoder, list[int]]] = []
