@@ -49,31 +49,30 @@ class Profile:
 
 
 PROFILES = {
-    # meant to fit 15 min on an idle 2-core machine; not measured idle. At load 17-20 it ran
-    # 44 min before being stopped, and 24 SFT steps of 4 are too few for sampled rewards
-    # (docs/training.md §8)
+    # Per-stage costs measured at load about 1 on 2 cores (2026-11-30): an SFT step of 8
+    # conversations about 1 s, a GRPO step of 16 rollouts about 11 s, an eval of 16 questions
+    # about 20 s with the process start. The wall time of a whole run is in its table's header.
     "quick": Profile(
-        sft_steps=24,
-        sft_batch=4,
-        train_videos=12,
-        grpo_steps=2,
-        prompts_per_step=1,
+        sft_steps=150,
+        sft_batch=8,
+        train_videos=300,
+        grpo_steps=5,
+        prompts_per_step=2,
         group_size=4,
         seeds=(0,),
-        test_videos=1,
-        val_videos=1,
+        test_videos=2,
+        val_videos=2,
     ),
-    # about 2 h on an idle 2-core machine: an estimate, not measured (docs/training.md §8)
     "full": Profile(
-        sft_steps=300,
+        sft_steps=400,
         sft_batch=8,
         train_videos=300,
         grpo_steps=20,
         prompts_per_step=2,
         group_size=8,
         seeds=(0, 1, 2),
-        test_videos=8,
-        val_videos=4,
+        test_videos=4,
+        val_videos=2,
     ),
 }
 SETTINGS: dict[str, tuple[str, ...]] = {
