@@ -49,9 +49,10 @@ class Profile:
 
 
 PROFILES = {
-    # Per-stage costs measured at load about 1 on 2 cores (2026-11-30): an SFT step of 8
-    # conversations about 1 s, a GRPO step of 16 rollouts about 11 s, an eval of 16 questions
-    # about 20 s with the process start. The wall time of a whole run is in its table's header.
+    # Measured at load about 1 on 2 cores (2026-11-30): an SFT step of 8 conversations about
+    # 1 s, a GRPO step of 8 rollouts about 6 s, an eval of 16 questions about 20 s with the
+    # process start; the quick profile took 432 s on a fresh clone. Each table's header has
+    # its run's wall time.
     "quick": Profile(
         sft_steps=150,
         sft_batch=8,
@@ -69,7 +70,7 @@ PROFILES = {
         train_videos=300,
         grpo_steps=20,
         prompts_per_step=2,
-        group_size=8,
+        group_size=4,
         seeds=(0, 1, 2),
         test_videos=4,
         val_videos=2,
