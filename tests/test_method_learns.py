@@ -2,8 +2,9 @@
 
 The experiment itself (benchmarks/ablation_credit.py) is too long for CI; these check that
 its parts fit: the target replies earn every reward the paper's functions give, the SFT loss
-covers exactly the reply tokens, and a few SFT steps then a GRPO step run on the small
-preset through the shipped recipes (docs/training.md §8).
+covers exactly the reply tokens, and 100 SFT steps make the paper's rewards non-zero, then a
+GRPO step on them moves the weights, on the small preset through the shipped recipes
+(docs/training.md §8).
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ def test_sft_loss_covers_exactly_the_reply_tokens(questions: list, tmp_path: Pat
     assert taught == "".join(f"{r}<|im_end|>" for r in ex.replies)
 
 
-def test_sft_then_grpo_on_the_small_preset(tmp_path: Path) -> None:
-    """Three SFT steps lower the loss and write the trainer's layout; a GRPO step from the
-    SFT model runs with the sampled and recomputed log-probs agreeing."""
+def test_sft_makes_the_paper_rewards_nonzero_then_grpo_steps_on_them(tmp_path: Path) -> None:
+    """The CI smoke version of the experiment (issue 15): 100 SFT steps of 8 conversations on
+    the small preset lower the loss and make the paper's rewards non-zero when the model
+    samples at the rollouts' temperature; GRPO from that model then sees groups whose
+    rewards differ, so its first step moves the weights (at step 1 the policy is its own
+    reference: with all-equal rewards every advantage is 0 and the weights could not move)."""
+    import torch
+    from safetensors.torch import load_file
+
     from zoom_agent.training.loop.metrics import METRICS_FILE
     from zoom_agent.training.loop.sft import SFTTrainer
     from zoom_agent.training.loop.trainer import Trainer
@@ -103,26 +110,23 @@ def test_sft_then_grpo_on_the_small_preset(tmp_path: Path) -> None:
         "synthetic-sft",
         [
             f"output_dir={sft_out}",
-            "max_steps=3",
-            "val_every=3",
-            "prompts_per_step=2",
+            "max_steps=100",
+            "val_every=100",
             f"data.synthetic_dir={data}",
-            "data.split_videos=1",
+            "data.split_videos=100",
             f"val_data.synthetic_dir={data}",
-            "val_data.split_videos=1",
-            "val_data.limit=2",
-            "sft.no_zoom_share=0.5",
+            "val_data.split_videos=2",
             "progress=false",
         ],
     )
-    assert sft.policy.tiny_size == "small"
+    assert sft.policy.tiny_size == "small" and sft.prompts_per_step == 8
     SFTTrainer(sft).train()
     rows = [json.loads(line) for line in (sft_out / METRICS_FILE).read_text().splitlines()]
     steps = [r for r in rows if "sft/loss" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
-    assert steps[-1]["sft/loss"] < steps[0]["sft/loss"], [r["sft/loss"] for r in steps]
-    val = [r for r in rows if "val/total" in r]
-    assert len(val) == 1 and {"val/format", "val/iou", "val/answer", "val/zoom"} <= set(val[0])
+    assert [r["step"] for r in steps] == list(range(1, 101))
+    assert steps[-1]["sft/loss"] < steps[0]["sft/loss"] / 5, [r["sft/loss"] for r in steps[::10]]
+    (val,) = [r for r in rows if "val/total" in r]
+    assert val["val/format"] > 0 and val["val/total"] > 0, val  # 16 sampled answers, at 0.7
     assert (sft_out / "final_model" / "config.json").is_file()
     assert (sft_out / "checkpoints" / "latest").is_file()
 
@@ -133,13 +137,17 @@ def test_sft_then_grpo_on_the_small_preset(tmp_path: Path) -> None:
             f"output_dir={grpo_out}",
             f"policy.path={sft_out / 'final_model'}",
             "max_steps=1",
-            "group_size=2",
-            "prompts_per_step=1",
+            "group_size=4",
+            "prompts_per_step=2",
             f"data.synthetic_dir={data}",
-            "data.split_videos=1",
+            "data.split_videos=100",
             "progress=false",
         ],
     )
     (line,) = Trainer(grpo).train()
-    assert line["rollout/count"] == 2 and line["rollout/logprob_diff"] < 1e-3
+    assert line["rollout/count"] == 8 and line["rollout/logprob_diff"] < 1e-3
     assert {"reward/format", "reward/iou", "reward/answer", "reward/zoom"} <= set(line)
+    assert line["reward/total"] > 0 and line["reward/total_std"] > 0, line
+    before = load_file(str(sft_out / "final_model" / "model.safetensors"))
+    after = load_file(str(grpo_out / "final_model" / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before), "GRPO's step left every weight unchanged"
