@@ -12,8 +12,8 @@
    ``zoom-agent eval synthetic-gqa`` with the rollouts' graph and budget, with the zoom
    (one round) and without it (``--zoom-rounds 0``): mIoU, IoU@0.5, accuracy per question
    kind (grounding / coarse / fine) and Acc@GQA; mean and spread (sample std) over seeds.
-4. ``table.md`` (the table) and ``curves.png`` under OUT (reward and IoU per GRPO step, one line
-   per setting, seeds averaged).
+4. ``table.md`` (the table) and ``curves.png`` under OUT (SFT loss; format, IoU and answer
+   reward per GRPO step, one line per setting, seeds averaged).
 
 Every stage is a ``zoom-agent`` command run as a subprocess (printed before it runs), and
 each resumes: rerun the same command to continue an interrupted ablation.
@@ -162,30 +162,38 @@ def write_table(out: Path, rows: dict[tuple[str, bool], list[dict[str, float]]],
 
 
 def plot_curves(out: Path, sft: Path, runs: dict[str, list[Path]]) -> Path:
-    """SFT loss per step, then the GRPO reward and IoU per step (one line per setting, seeds averaged)."""
+    """SFT loss per step, then the GRPO format, IoU and answer rewards per step (one line per
+    setting, seeds averaged). Not the total: without the zoom reward a setting's total lacks a
+    term, so totals do not compare across settings."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     def lines(folder: Path, key: str) -> list[dict[str, float]]:
         path = folder / "metrics.jsonl"
         rows = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
         return [r for r in rows if key in r]
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    names = {"reward/format": "format", "reward/iou": "IoU", "reward/answer": "answer"}
+    keys = tuple(names)
+    fig, axes = plt.subplots(1, 1 + len(keys), figsize=(18, 3.6))
     sft_rows = lines(sft.parent, "sft/loss")
     axes[0].plot([r["step"] for r in sft_rows], [r["sft/loss"] for r in sft_rows], marker=".")
     for setting, folders in runs.items():
         per_seed = [lines(f, "reward/total") for f in folders]
         steps = min(len(s) for s in per_seed)
-        for ax, key in zip(axes[1:], ("reward/total", "reward/iou"), strict=True):
+        for ax, key in zip(axes[1:], keys, strict=True):
             ys = [statistics.fmean(s[i][key] for s in per_seed) for i in range(steps)]
-            ax.plot(range(1, steps + 1), ys, marker="o", label=setting)
-    titles = ("SFT loss (reply tokens)", "GRPO reward (paper's total)", "GRPO IoU reward")
-    for ax, title, x in zip(axes, titles, ("SFT step", "GRPO step", "GRPO step"), strict=True):
-        ax.set_xlabel(x)
-        ax.set_title(title)
+            ax.plot(range(1, steps + 1), ys, marker="o", markersize=3, label=setting)
+    seeds = len(next(iter(runs.values()), []))
+    over = f"mean of {seeds} seeds" if seeds > 1 else "1 seed"
+    titles = ["SFT loss (reply tokens)", *(f"GRPO {names[k]} reward ({over})" for k in keys)]
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xlabel("SFT step" if ax is axes[0] else "GRPO step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     if runs:
         axes[1].legend(fontsize=8)

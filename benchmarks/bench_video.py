@@ -72,7 +72,7 @@ from zoom_agent.config import Budget
 from zoom_agent.datasets.synthetic_video import loop_video
 from zoom_agent.geometry import GEOMETRY
 from zoom_agent.planning import plan_clip
-from zoom_agent.types import ClipRef, Span
+from zoom_agent.types import ClipRef, Span, VideoInfo
 from zoom_agent.video import VideoSource
 
 SHARED = os.environ.get("ZOOM_AGENT_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -217,6 +217,21 @@ def decord_batch(path: Path, idx: list[int]) -> Frames:
     return dict(zip(idx, decord.VideoReader(str(path)).get_batch(idx).asnumpy(), strict=True))
 
 
+# qwen-vl-utils holds the native frames as one float tensor and more: 13.8 GB resident for
+# 768 frames of 1280x720 (1-hour coarse pass, killed by the kernel here), 1.6x the float32 frames
+QWEN_BYTES_PER_FLOAT_FRAME = 1.6
+
+
+def qwen_memory_note(info: VideoInfo, n: int) -> str | None:
+    """Why qwen-vl-utils must not run ``n`` frames of this file here, or None when it fits
+    (needs under half of the memory available now, so the benchmark is never OOM-killed)."""
+    need = n * info.width * info.height * 3 * 4 * QWEN_BYTES_PER_FLOAT_FRAME
+    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need < avail / 2:
+        return None
+    return f"skipped: needs about {need / 2**30:.1f} GiB for {n} frames, {avail / 2**30:.1f} GiB available"
+
+
 def qwen_fetch(path: Path, window: tuple[float, float] | None, n: int) -> Frames:
     from qwen_vl_utils.vision_process import fetch_video
 
@@ -287,6 +302,9 @@ def bench_file(label: str, path: Path, repeat: int, pool: ProcessPoolExecutor, h
             opened: tuple[str, Callable[[], Frames]] = (OPEN, partial(ours_open, VideoSource(path), idx))
             methods_now = [*methods, opened]
             for name, fn in methods_now[:: 1 if rep % 2 == 0 else -1]:  # alternate who goes first
+                if name == QWEN and (note := qwen_memory_note(info, len(idx))):
+                    print(f"    {name}: {note}", flush=True)
+                    continue
                 t, got = timed(fn)
                 times.setdefault((name, task), []).append(t)
                 print(f"    {name}: {t[0]:.3f} s wall, {t[1]:.2f} s CPU", flush=True)
@@ -402,6 +420,9 @@ def run_one(path: Path, hour: bool, task: str, methods: list[str], repeat: int, 
         ref = ref.model_copy(update={"frame_indices": ref.frame_indices[:first], "timestamps": ref.timestamps[:first]})
     idx = list(ref.frame_indices)
     times: Times = {}
+    if "qwen" in methods and (note := qwen_memory_note(VideoSource(path).info, len(idx))):
+        print(f"ONE | {path.name} | {task} | {QWEN} | {note}")
+        methods = [m for m in methods if m != "qwen"]
 
     def reader(method: str) -> Callable[[], Frames]:
         if method in ("open", "openclip"):
