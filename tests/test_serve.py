@@ -348,7 +348,9 @@ def test_serve_stops_vllm_cleanly_on_ctrl_c_or_sigterm(root, fake_vllm, tmp_path
         line = proc.stdout.readline()  # blocks until ready (or EOF on failure)
         assert "ready at" in line, proc.stderr.read() if proc.stderr else line
         proc.send_signal(stop_with)
-        assert proc.wait(timeout=30) == 0
+        # beyond stop()'s 30 s grace: on an oversubscribed CI machine (load ~4 on 2 cores) one
+        # SIGINT run here took over 30 s; what is checked is the exit code, not the speed
+        assert proc.wait(timeout=120) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
