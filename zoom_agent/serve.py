@@ -412,7 +412,10 @@ def serve(
     """
     server = VLLMServer(command, host=host, port=port, env=env)
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # SIGTERM: as Ctrl-C
+    # SIGTERM as Ctrl-C; SIGINT set explicitly too: a background job (`zoom-agent serve &` in a
+    # script) inherits SIGINT ignored, and `kill -INT` must still stop the server
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, _interrupt) for s in stops} if main else {}
     try:
         server.start()
         server.wait_healthy(startup_timeout)
@@ -425,8 +428,8 @@ def serve(
         return 0
     finally:
         server.stop()
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _interrupt(signum: int, frame: object) -> None:
