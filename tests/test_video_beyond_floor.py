@@ -355,8 +355,8 @@ def test_keyframe_requests_go_to_single_thread_readers(tmp_path: Path, path: Pat
     for k, i in enumerate(clip.frame_indices):
         assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
     d = src._decoders
-    assert d.keyframe_workers == (workers or min(os.cpu_count() or 1, 8))
-    assert len(d._readers) == min(d.keyframe_workers, len(keys)) and d._helpers == []
+    assert d.reader_count == (workers or min(os.cpu_count() or 1, 8))
+    assert len(d._readers) == min(d.reader_count, len(keys)) and d._helpers == []
     assert all(r.threads == 1 for r in d._readers)
     assert src.stats.frames_decoded == src.stats.seeks == src.stats.drains == len(keys)  # readers' counters in
     assert d.main.stats.frames_decoded == len(keys) and all(r.stats.frames_decoded == 0 for r in d._readers)
@@ -371,7 +371,7 @@ def test_keyframe_requests_go_to_single_thread_readers(tmp_path: Path, path: Pat
     clip = mixed.read_indices([*keys, last])
     for k, i in enumerate(clip.frame_indices):
         assert np.array_equal(clip.frames[k], ref[i % len(ref)]), f"frame {i}"
-    assert len(mixed._decoders._readers) == min(mixed._decoders.keyframe_workers, len(keys) - 1)
+    assert len(mixed._decoders._readers) == min(mixed._decoders.reader_count, len(keys) - 1)
     assert mixed._decoders.main._pos == last  # the main decoder read the last keyframe's run
 
 

@@ -68,7 +68,7 @@ class Decoders:
         if self.workers < 1:
             raise ValueError(f"{path}: decode workers must be >= 1, got {workers}")
         # readers: as many as workers when set, else one per core (capped)
-        self.keyframe_workers = workers or min(MAX_FRAME_THREADS, os.cpu_count() or 1)
+        self.reader_count = workers or min(MAX_FRAME_THREADS, os.cpu_count() or 1)
         threads = max(1, min(MAX_FRAME_THREADS, (os.cpu_count() or 1) // self.workers))
         self._make = lambda c, t=threads: FrameDecoder(path, probe, c, skip_nonref=skip_nonref, threads=t)
         self.main = self._make(container)
@@ -97,7 +97,7 @@ class Decoders:
     def many_runs(self, runs: int) -> bool:
         """Whether a request's ``runs`` (other than lone keyframes) go to the readers: with the
         default ``workers``, several readers, and at least two runs per reader."""
-        return self.auto and self.keyframe_workers > 1 and runs >= 2 * self.keyframe_workers
+        return self.auto and self.reader_count > 1 and runs >= 2 * self.reader_count
 
     def assign(self, slots: Sequence[int]) -> list[tuple[FrameDecoder, list[int]]]:
         """Which decoder reads which of the slots: runs that are one keyframe read alone go to
@@ -108,7 +108,7 @@ class Decoders:
         if len(lone) < 2:
             lone = []
         if self.many_runs(len(runs) - len(lone)):  # every run to the readers, cut by cost
-            parts = shares(self.main, slots, self.keyframe_workers)
+            parts = shares(self.main, slots, self.reader_count)
             return list(zip(self.readers(len(parts)), parts, strict=True))
         alone = set(lone)
         rest = [s for run in runs for s in run if s not in alone]
@@ -117,7 +117,7 @@ class Decoders:
             parts = shares(self.main, rest, self.workers)
             out += zip([self.main, *self.helpers(len(parts) - 1)], parts, strict=True)
         if lone:
-            parts = _cut([[s] for s in lone], [1] * len(lone), self.keyframe_workers)
+            parts = _cut([[s] for s in lone], [1] * len(lone), self.reader_count)
             out += zip(self.readers(len(parts)), parts, strict=True)
         return out
 
