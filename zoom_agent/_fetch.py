@@ -108,7 +108,7 @@ class Decoders:
         if len(lone) < 2:
             lone = []
         if self.many_runs(len(runs) - len(lone)):  # every run to the readers, cut by cost
-            parts = shares(self.main, slots, self.reader_count)
+            parts = _cut(runs, run_costs(self.main, runs), self.reader_count)
             return list(zip(self.readers(len(parts)), parts, strict=True))
         alone = set(lone)
         rest = [s for run in runs for s in run if s not in alone]
@@ -128,8 +128,12 @@ def shares(decoder: FrameDecoder, slots: Sequence[int], workers: int) -> list[li
     runs = decoder.runs(slots)
     if workers <= 1 or len(runs) <= 1:
         return [[s for run in runs for s in run]]
-    costs = [run[-1] - (decoder.key_before(run[0]) or 0) + 1 for run in runs]
-    return _cut(runs, costs, workers)
+    return _cut(runs, run_costs(decoder, runs), workers)
+
+
+def run_costs(decoder: FrameDecoder, runs: list[list[int]]) -> list[int]:
+    """Each run's decode cost: frames from its keyframe to its last wanted frame."""
+    return [run[-1] - (decoder.key_before(run[0]) or 0) + 1 for run in runs]
 
 
 def _cut(runs: list[list[int]], costs: list[int], workers: int) -> list[list[int]]:
